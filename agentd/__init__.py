@@ -1,0 +1,3 @@
+"""agentd: a filesystem-native persistent agent daemon."""
+
+__version__ = "0.1.0"

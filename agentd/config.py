@@ -1,0 +1,369 @@
+"""agent.yaml: read and written round-trip (comments survive), validated into a typed Config."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from agentd.errors import ConfigError
+from scheduler.timespec import ActiveHours, parse_duration
+
+CONFIG_FILE = "agent.yaml"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    backend: str = "llamacpp"
+    model: str = "smollm2"
+    tool_calling: str = "json"
+    url: str | None = None
+    api_key_env: str | None = None
+    llamacpp: Mapping[str, Any] = field(default_factory=dict)
+    vllm: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HeartbeatConfig:
+    every: timedelta | None = timedelta(minutes=30)
+    active_hours: str = "08:00-22:00"
+
+
+@dataclass(frozen=True)
+class Budgets:
+    max_steps: int = 8
+    max_completion_tokens: int = 2048
+    max_wall_seconds: float = 300.0
+    daily_tokens: int = 2_000_000
+    session_tokens: int = 6000
+    memory_chars: int = 4000
+
+
+@dataclass(frozen=True)
+class ShellConfig:
+    mode: str = "auto"
+    timeout: float = 60.0
+    max_output: int = 8000
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    workdirs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated agent.yaml."""
+
+    name: str = "agentd"
+    timezone: str = "local"
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    budgets: Budgets = field(default_factory=Budgets)
+    shell: ShellConfig = field(default_factory=ShellConfig)
+    files_allow: tuple[str, ...] = ()
+    secrets_env: tuple[str, ...] = ()
+
+
+# ------------------------------------------------------------------ validators
+# Each takes the YAML value and returns the typed value, or raises ValueError
+# whose text is what was expected.
+Validator = Callable[[Any], Any]
+
+
+def _choice(*options: str) -> Validator:
+    def check(v: Any) -> str:
+        if v not in options:
+            raise ValueError("one of " + ", ".join(options))
+        return str(v)
+
+    return check
+
+
+def _int(lo: int, hi: int | None = None) -> Validator:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+            raise ValueError(f"a whole number ≥ {lo}" + (f" and ≤ {hi}" if hi is not None else ""))
+        return int(v)
+
+    return check
+
+
+def _seconds(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+        raise ValueError("a positive number of seconds")
+    return float(v)
+
+
+def _text(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError("a non-empty string")
+    return v
+
+
+def _opt_text(v: Any) -> str | None:
+    return None if v is None else _text(v)
+
+
+def _env_name(v: Any) -> str | None:
+    if v is None:
+        return None
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+        raise ValueError("the name of an environment variable, e.g. OPENAI_API_KEY")
+    return v
+
+
+def _timezone(v: Any) -> str:
+    if v == "local":
+        return "local"
+    try:
+        ZoneInfo(str(v))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError('an IANA time zone such as Europe/Berlin, or "local"') from None
+    return str(v)
+
+
+def _every(v: Any) -> timedelta | None:
+    if v in (None, "off", False):
+        return None
+    try:
+        return parse_duration(str(v))
+    except ValueError:
+        raise ValueError('a duration such as 30m, 2h or 1h30m, or "off"') from None
+
+
+def _hours(v: Any) -> str:
+    try:
+        ActiveHours.parse(None if v is None else str(v))
+    except ValueError:
+        raise ValueError('a range such as "08:00-22:00" (or "always")') from None
+    return "always" if v is None else str(v)
+
+
+def _strings(v: Any) -> tuple[str, ...]:
+    if v is None:
+        return ()
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError("a list of strings")
+    return tuple(v)
+
+
+def _regexes(v: Any) -> tuple[str, ...]:
+    items = _strings(v)
+    for item in items:
+        try:
+            re.compile(item)
+        except re.error as e:
+            raise ValueError(f"a list of regular expressions ({item!r}: {e})") from None
+    return items
+
+
+def _env_names(v: Any) -> tuple[str, ...]:
+    items = _strings(v)
+    for item in items:
+        _env_name(item)
+    return items
+
+
+def _mapping(v: Any) -> dict[str, Any]:
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise ValueError("a mapping of option: value")
+    return {str(k): v[k] for k in v}
+
+
+# dotted key -> (validator, where the typed value goes)
+FIELDS: dict[str, Validator] = {
+    "name": _text,
+    "timezone": _timezone,
+    "engine.backend": _choice("llamacpp", "vllm", "openai"),
+    "engine.model": _text,
+    "engine.tool_calling": _choice("json", "native"),
+    "engine.url": _opt_text,
+    "engine.api_key_env": _env_name,
+    "engine.llamacpp": _mapping,
+    "engine.vllm": _mapping,
+    "heartbeat.every": _every,
+    "heartbeat.active_hours": _hours,
+    "budgets.max_steps": _int(1, 200),
+    "budgets.max_completion_tokens": _int(16),
+    "budgets.max_wall_seconds": _seconds,
+    "budgets.daily_tokens": _int(0),
+    "budgets.session_tokens": _int(500),
+    "budgets.memory_chars": _int(200),
+    "shell.mode": _choice("auto", "ask", "deny"),
+    "shell.timeout": _seconds,
+    "shell.max_output": _int(200),
+    "shell.allow": _regexes,
+    "shell.deny": _regexes,
+    "shell.env": _env_names,
+    "shell.workdirs": _strings,
+    "files.allow": _strings,
+    "secrets.env": _env_names,
+}
+SECTIONS = {key.split(".")[0] for key in FIELDS if "." in key}
+# Options handed to the backend as they are (checked by the engine layer).
+OPEN_MAPPINGS = {"engine.llamacpp", "engine.vllm"}
+
+
+def _yaml() -> YAML:
+    y = YAML()  # round-trip: comments, order and quoting survive
+    y.preserve_quotes = True
+    y.indent(mapping=2, sequence=4, offset=2)
+    return y
+
+
+def _line_of(node: Any, key: str) -> int | None:
+    try:
+        return int(node.lc.key(key)[0]) + 1
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
+def parse_document(text: str, path: Path) -> CommentedMap:
+    try:
+        doc = _yaml().load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(path, line, f"not valid YAML: {e.problem or e.context}") from None
+    except YAMLError as e:
+        raise ConfigError(path, None, f"not valid YAML: {e}") from None
+    if doc is None:
+        return CommentedMap()
+    if not isinstance(doc, CommentedMap):
+        raise ConfigError(path, 1, "expected a mapping of settings (key: value) at the top level")
+    return doc
+
+
+def validate(doc: CommentedMap, path: Path) -> Config:
+    """Turn the document into a Config; every problem names its line and what was expected."""
+    errors: list[ConfigError] = []
+    values: dict[str, Any] = {}
+
+    def visit(node: CommentedMap, prefix: str) -> None:
+        for key in node:
+            dotted = f"{prefix}{key}"
+            line = _line_of(node, key)
+            value = node[key]
+            if dotted in FIELDS:
+                try:
+                    values[dotted] = FIELDS[dotted](value)
+                except ValueError as e:
+                    errors.append(ConfigError(path, line, f"{dotted}: expected {e}, got {value!r}"))
+            elif dotted in SECTIONS:
+                if isinstance(value, CommentedMap):
+                    visit(value, dotted + ".")
+                elif value is not None:
+                    errors.append(ConfigError(path, line, f"{dotted}: expected a section of settings"))
+            else:
+                known = sorted(k for k in FIELDS if k.startswith(prefix) and "." not in k[len(prefix):])
+                hint = f" (known here: {', '.join(k[len(prefix):] for k in known)})" if known else ""
+                errors.append(ConfigError(path, line, f"unknown setting {dotted!r}{hint}"))
+
+    visit(doc, "")
+    if errors:
+        first = errors[0]
+        if len(errors) > 1:
+            rest = "\n".join(str(e) for e in errors[1:])
+            raise ConfigError(first.path, first.line, f"{first.message}\n{rest}")
+        raise first
+
+    def get(key: str, default: Any) -> Any:
+        return values.get(key, default)
+
+    e, h, b, s = EngineConfig(), HeartbeatConfig(), Budgets(), ShellConfig()
+    return Config(
+        name=get("name", Config.name),
+        timezone=get("timezone", Config.timezone),
+        engine=EngineConfig(
+            backend=get("engine.backend", e.backend),
+            model=get("engine.model", e.model),
+            tool_calling=get("engine.tool_calling", e.tool_calling),
+            url=get("engine.url", e.url),
+            api_key_env=get("engine.api_key_env", e.api_key_env),
+            llamacpp=get("engine.llamacpp", {}),
+            vllm=get("engine.vllm", {}),
+        ),
+        heartbeat=HeartbeatConfig(
+            every=get("heartbeat.every", h.every),
+            active_hours=get("heartbeat.active_hours", h.active_hours),
+        ),
+        budgets=Budgets(**{k: get(f"budgets.{k}", getattr(b, k)) for k in b.__dataclass_fields__}),
+        shell=ShellConfig(**{k: get(f"shell.{k}", getattr(s, k)) for k in s.__dataclass_fields__}),
+        files_allow=get("files.allow", ()),
+        secrets_env=get("secrets.env", ()),
+    )
+
+
+def load_config(home_root: Path) -> Config:
+    path = home_root / CONFIG_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, None, "missing; every home needs an agent.yaml") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, None, "not UTF-8 text") from None
+    return validate(parse_document(text, path), path)
+
+
+def dump(doc: CommentedMap) -> str:
+    buf = io.StringIO()
+    _yaml().dump(doc, buf)
+    return buf.getvalue()
+
+
+def get_value(home_root: Path, key: str) -> Any:
+    path = home_root / CONFIG_FILE
+    doc = parse_document(path.read_text(encoding="utf-8"), path)
+    node: Any = doc
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            if key in FIELDS:
+                return _default_of(key)
+            raise ConfigError(path, None, f"no setting {key!r}")
+        node = node[part]
+    return node
+
+
+def _default_of(key: str) -> Any:
+    renamed = {"files.allow": "files_allow", "secrets.env": "secrets_env"}
+    obj: Any = Config()
+    if key in renamed:
+        return getattr(obj, renamed[key])
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def set_value(home_root: Path, key: str, raw: str) -> tuple[str, Config]:
+    """Set ``key`` to the YAML scalar ``raw``; returns the new file text and Config.
+
+    Comments and order survive. The file is not touched: the caller writes it
+    (atomically) and commits it, once validation has passed.
+    """
+    path = home_root / CONFIG_FILE
+    doc = parse_document(path.read_text(encoding="utf-8"), path)
+    if key not in FIELDS:
+        raise ConfigError(path, None, f"unknown setting {key!r} (known: {', '.join(sorted(FIELDS))})")
+    value = _yaml().load(raw) if raw.strip() else None
+    parts = key.split(".")
+    node = doc
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), CommentedMap):
+            node[part] = CommentedMap()
+        node = node[part]
+    node[parts[-1]] = value
+    text = dump(doc)
+    # Validate the text as it will be on disk, so errors carry its real line numbers.
+    config = validate(parse_document(text, path), path)
+    return text, config

@@ -1,0 +1,337 @@
+"""The context compiler: every request is STABLE PREFIX + SESSION TAIL + EVENT, so the prefix cache holds.
+
+The prefix is rendered byte-deterministically from the home (rules → tools → AGENT.md
+→ USER.md → skills index → MEMORY.md) and frozen for an *epoch*; sessions append to
+their tail and never rewrite it; everything volatile (the clock, what changed) goes
+into the event, the last message. Before each request the compiler compares it with
+the session's previous request and records what the cache should hold, and — when the
+shared prefix shrank — which section changed first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agentd.events import Event
+from agentd.home import atomic_write
+
+Message = dict[str, Any]
+
+# Home files whose content is in the prefix, with the section each feeds.
+PREFIX_FILES = {"AGENT.md": "AGENT.md", "USER.md": "USER.md", "memory/MEMORY.md": "MEMORY.md"}
+HEARTBEAT_OK = "HEARTBEAT_OK"
+
+SYSTEM_RULES = """\
+You are a persistent personal agent. Your whole mind is the Markdown in your home
+folder, a git repository: identity (AGENT.md), the person (USER.md), memory
+(memory/MEMORY.md, memory/topics/, memory/journal/), skills (skills/), schedule
+(CRON.md, HEARTBEAT.md). Every change you make is committed to git at the end of
+the wake.
+
+Each wake starts with an event: a message from the person, a heartbeat, or a
+scheduled job. Work through it with your tools, one step at a time, then finish:
+- answer the person with `reply` (for a message, always reply);
+- or call `done` with a one-line summary when there is nothing to say.
+On a heartbeat with nothing that needs doing, finish with `done` and the summary
+HEARTBEAT_OK.
+
+Write what you learn that must outlast this conversation with `remember`, or into
+memory files; the conversation itself is compacted away. Read a file before you
+change it. Use skills by reading them with `read_skill`. Keep answers short."""
+
+JSON_ACTION_RULES = """\
+Answer every turn with exactly one JSON object and nothing else:
+{"tool": "<tool name>", "arguments": {<the tool's arguments>}}
+The result of the tool comes back in the next message."""
+
+
+def normalize_text(text: str) -> str:
+    """NFC, LF line ends, no trailing spaces, at most one blank line in a row, one final newline."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    lines = [line.rstrip() for line in text.split("\n")]
+    out = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+    return out + "\n" if out else ""
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, fixed separators: the same value always serializes to the same bytes."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    text: str
+
+    @property
+    def digest(self) -> str:
+        return digest(self.text)
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """The stable prefix of one epoch: the system message and, for native tool calls, the tools."""
+
+    sections: tuple[Section, ...]
+    tools: tuple[str, ...]  # canonical JSON of each tool schema, in registry order (native mode)
+
+    @property
+    def digest(self) -> str:
+        return digest("".join(s.name + "\0" + s.digest for s in self.sections) + "".join(self.tools))
+
+    def system_text(self) -> str:
+        return "\n".join(f"<<< {s.name} >>>\n{s.text}" for s in self.sections)
+
+    def system_message(self) -> Message:
+        return {"role": "system", "content": self.system_text()}
+
+    def tool_schemas(self) -> list[dict[str, Any]] | None:
+        return [json.loads(t) for t in self.tools] if self.tools else None
+
+    def first_difference(self, other: Prefix) -> str | None:
+        """The name of the first section (in prompt order) that differs, or None."""
+        if self.tools != other.tools:
+            return "tools"
+        mine, theirs = {s.name: s for s in self.sections}, {s.name: s for s in other.sections}
+        for s in self.sections:
+            if theirs.get(s.name) != s:
+                return s.name
+        for s in other.sections:
+            if s.name not in mine:
+                return s.name
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sections": [[s.name, s.text] for s in self.sections], "tools": list(self.tools)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Prefix:
+        return cls(tuple(Section(n, t) for n, t in data["sections"]), tuple(data["tools"]))
+
+
+def render_tools_text(schemas: Sequence[dict[str, Any]]) -> str:
+    parts = [JSON_ACTION_RULES, ""]
+    for schema in schemas:
+        fn = schema["function"]
+        parts.append(f"## {fn['name']}\n{' '.join(fn['description'].split())}\narguments: {canonical_json(fn['parameters'])}")
+    return "\n".join(parts)
+
+
+def build_prefix(
+    read: Callable[[str], str | None],
+    tool_schemas: Sequence[dict[str, Any]],
+    skills_index: str,
+    *,
+    tool_calling: str,
+) -> Prefix:
+    """Render the prefix from the home's files, least volatile first.
+
+    ``read`` returns a home file's text or None; nothing else (no clock, no git
+    status, no counters) enters the prefix, so equal files give equal bytes.
+    """
+    sections = [Section("rules", normalize_text(SYSTEM_RULES))]
+    tools: tuple[str, ...] = ()
+    if tool_calling == "json":
+        sections.append(Section("tools", normalize_text(render_tools_text(tool_schemas))))
+    else:
+        tools = tuple(canonical_json(s) for s in tool_schemas)
+    for rel, name in PREFIX_FILES.items():
+        if name == "MEMORY.md":
+            sections.append(Section("skills", normalize_text(skills_index) or "(no skills)\n"))
+        text = read(rel)
+        sections.append(Section(name, normalize_text(text) if text else "(empty)\n"))
+    return Prefix(tuple(sections), tools)
+
+
+# ---------------------------------------------------------------------- sessions
+@dataclass
+class Session:
+    """An append-only conversation on one epoch's prefix."""
+
+    id: str
+    kind: str  # "main", or "cron:<slug>" for a job's own short session
+    epoch: str  # the prefix digest
+    tail: list[Message] = field(default_factory=list)
+    last_request: list[str] | None = None  # canonical JSON of each message of the last request
+    last_prompt_tokens: int | None = None
+    started: str = ""
+
+    def tail_chars(self) -> int:
+        return sum(len(canonical_json(m)) for m in self.tail)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "epoch": self.epoch,
+            "tail": self.tail,
+            "last_request": self.last_request,
+            "last_prompt_tokens": self.last_prompt_tokens,
+            "started": self.started,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Session:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """What the compiler expects of the cache for one request, and why it broke if it did."""
+
+    common_messages: int  # leading messages identical to the previous request's
+    extends_previous: bool  # the previous request is a prefix of this one
+    expected_cached: int | None  # tokens the engine should find cached
+    cause: str | None  # why the shared prefix shrank, if it did
+
+
+@dataclass
+class Request:
+    """One rendered engine request."""
+
+    messages: list[Message]
+    tools: list[dict[str, Any]] | None
+    prefix_messages: int  # how many leading messages are the stable prefix
+    check: SelfCheck
+
+
+class ContextCompiler:
+    """Owns the epoch (the frozen prefix) and the sessions of one home.
+
+    State lives in ``.agentd/context/`` (runtime, not in git): losing it only
+    costs one cold start, because everything the agent knows is in the home.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.prefix: Prefix | None = None
+        self.epoch_cause: str | None = None
+        self.prefix_tokens: int | None = None  # measured by the warm-up request
+        self._pending_cause: str | None = None  # a break the compiler knows of (engine restart)
+        self._last_any: list[str] | None = None  # the last request of any session in this epoch
+        self._load_epoch()
+
+    # ------------------------------------------------------------ epochs
+    def _epoch_path(self) -> Path:
+        return self.state_dir / "epoch.json"
+
+    def _load_epoch(self) -> None:
+        try:
+            data = json.loads(self._epoch_path().read_text(encoding="utf-8"))
+            self.prefix = Prefix.from_json(data["prefix"])
+            self.epoch_cause = data.get("cause")
+            self.prefix_tokens = data.get("prefix_tokens")
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            self.prefix = None
+
+    def _save_epoch(self) -> None:
+        assert self.prefix is not None
+        data = {"prefix": self.prefix.to_json(), "cause": self.epoch_cause, "prefix_tokens": self.prefix_tokens}
+        atomic_write(self._epoch_path(), json.dumps(data, ensure_ascii=False))
+
+    def start_epoch(self, prefix: Prefix, cause: str | None = None) -> bool:
+        """Adopt ``prefix`` if it differs from the current one; returns whether a new epoch began.
+
+        Without a ``cause`` the first section that differs names it ("USER.md changed").
+        """
+        if self.prefix is not None and self.prefix.digest == prefix.digest:
+            return False
+        if cause is None:
+            changed = prefix.first_difference(self.prefix) if self.prefix is not None else None
+            cause = f"{changed} changed" if changed else "first epoch"
+        self.prefix = prefix
+        self.epoch_cause = cause
+        self.prefix_tokens = None
+        self._pending_cause = cause
+        self._save_epoch()
+        return True
+
+    def set_prefix_tokens(self, tokens: int) -> None:
+        self.prefix_tokens = tokens
+        self._save_epoch()
+
+    def note_break(self, cause: str) -> None:
+        """Something outside the prompt emptied the cache (the engine restarted)."""
+        self._pending_cause = cause
+
+    # ------------------------------------------------------------ sessions
+    def _session_path(self, kind: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", kind)
+        return self.state_dir / f"session-{safe}.json"
+
+    def load_session(self, kind: str = "main") -> Session | None:
+        try:
+            return Session.from_json(json.loads(self._session_path(kind).read_text(encoding="utf-8")))
+        except (FileNotFoundError, json.JSONDecodeError, TypeError, KeyError):
+            return None
+
+    def new_session(self, kind: str, now: datetime) -> Session:
+        assert self.prefix is not None, "start an epoch before a session"
+        return Session(id=uuid.uuid4().hex[:12], kind=kind, epoch=self.prefix.digest, started=now.isoformat())
+
+    def save_session(self, session: Session) -> None:
+        atomic_write(self._session_path(session.kind), json.dumps(session.to_json(), ensure_ascii=False))
+
+    def drop_session(self, kind: str) -> None:
+        self._session_path(kind).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ rendering
+    def render(self, session: Session, pending: list[Message]) -> Request:
+        """PREFIX + TAIL + pending (the event and this wake's steps so far), with the self-check."""
+        assert self.prefix is not None
+        messages = [self.prefix.system_message(), *session.tail, *pending]
+        canon = [canonical_json(m) for m in messages]
+        check = self._self_check(session, canon)
+        session.last_request = canon
+        self._last_any = canon
+        return Request(messages, self.prefix.tool_schemas(), 1, check)
+
+    def _self_check(self, session: Session, canon: list[str]) -> SelfCheck:
+        cause, self._pending_cause = self._pending_cause, None
+        # A new session is compared with the last request of any session on this prefix.
+        previous = session.last_request or self._last_any
+        if previous is None:
+            return SelfCheck(0, False, None, cause or "cold start")
+        common = 0
+        for a, b in zip(previous, canon, strict=False):
+            if a != b:
+                break
+            common += 1
+        if session.last_request and common == len(previous):
+            return SelfCheck(common, True, session.last_prompt_tokens, cause)
+        if common >= 1:
+            if session.last_request and cause is None:
+                cause = f"session tail rewritten at message {common}"
+            return SelfCheck(common, False, self.prefix_tokens, cause)
+        return SelfCheck(0, False, 0, cause or "prefix changed")
+
+    # ------------------------------------------------------------ events
+    @staticmethod
+    def event_message(event: Event, now: datetime, changes: Sequence[str] = ()) -> Message:
+        """The event: what woke the agent, and the volatile facts, in the last message."""
+        head = {
+            "message": "Message from the person",
+            "heartbeat": "Heartbeat",
+            "cron": f"Scheduled job: {event.name}",
+            "system": "Notice from the daemon",
+        }[event.kind]
+        lines = [f"[{head} · {now.strftime('%Y-%m-%d %H:%M %Z').strip()} ({now.strftime('%A')})]"]
+        if changes:
+            lines.append("Changed in the home since the last wake: " + ", ".join(changes))
+        lines.append("")
+        lines.append(event.text.strip() or "(empty)")
+        return {"role": "user", "content": "\n".join(lines)}

@@ -1,0 +1,497 @@
+"""The home: a git repository of Markdown that is everything the agent is.
+
+All writes go through :func:`atomic_write` (temp file, fsync, rename), every agent
+write passes the stale-write guard, and git is the audit trail: the person's
+edits are committed as their own commits before the agent's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import IO
+
+import git
+
+from agentd.errors import HomeError, LockedError, PathError, StaleWriteError
+
+RUNTIME_DIR = ".agentd"
+TMP_SUFFIX = ".agentd-tmp"
+STEERING_FILES = ("AGENT.md", "USER.md", "HEARTBEAT.md", "CRON.md", "agent.yaml")
+HOME_MARKERS = ("agent.yaml", "AGENT.md")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a commit is by: the agent, or the person."""
+
+    name: str
+    email: str
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
+AGENT = Identity("agentd", "agentd@localhost")
+FALLBACK_PERSON = Identity("person", "person@localhost")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes | str, *, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` so a reader sees the old or the new file, never a part.
+
+    The bytes go to a temp file in the same directory, are fsynced, then renamed
+    over the target; the directory is fsynced so the rename survives power loss.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}{TMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        elif path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def default_home() -> Path:
+    """The per-user default: ``$XDG_DATA_HOME/agentd/home`` (``~/.local/share/agentd/home``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "agentd" / "home"
+
+
+def resolve_home_path(explicit: str | Path | None = None) -> Path:
+    """``--home``, else ``$AGENTD_HOME``, else the XDG default."""
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    env = os.environ.get("AGENTD_HOME")
+    if env:
+        return Path(env).expanduser().absolute()
+    return default_home()
+
+
+def is_home(path: Path) -> bool:
+    return (path / ".git").is_dir() and all((path / m).is_file() for m in HOME_MARKERS)
+
+
+def template_root() -> Path:
+    """The home template, from the installed package (wheel or editable checkout)."""
+    root = resources.files("agentd.home_template")
+    path = Path(str(root))
+    if not (path / "AGENT.md").is_file():
+        raise HomeError(f"agentd's home template is missing from the installation ({path})")
+    return path
+
+
+def _git_env(identity: Identity) -> dict[str, str]:
+    return {
+        "GIT_AUTHOR_NAME": identity.name,
+        "GIT_AUTHOR_EMAIL": identity.email,
+        "GIT_COMMITTER_NAME": identity.name,
+        "GIT_COMMITTER_EMAIL": identity.email,
+    }
+
+
+def init_home(path: Path) -> Home:
+    """Create a home at ``path`` from the template: files, ``git init``, one commit."""
+    path = path.expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise HomeError(f"{path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if is_home(path):
+            raise HomeError(f"{path} is already an agentd home; nothing to do")
+        raise HomeError(f"{path} is not empty and is not an agentd home; choose an empty or new directory")
+    path.mkdir(parents=True, exist_ok=True)
+    src = template_root()
+    for item in sorted(src.rglob("*")):
+        rel = item.relative_to(src)
+        if "__pycache__" in rel.parts or rel.name == "__init__.py":
+            continue
+        # Dotfiles do not survive packaging, so the template names them without the dot.
+        target = path / Path(*[("." + p[4:]) if p.startswith("dot-") else p for p in rel.parts])
+        if item.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(item, target)
+    (path / RUNTIME_DIR).mkdir(exist_ok=True)
+    git.Repo.init(path, initial_branch="main")
+    home = Home(path)
+    home.commit("home: created by agentd init", identity=AGENT, all_changes=True)
+    return home
+
+
+class Home:
+    """One agent's home directory and its git repository."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+        self._repo: git.Repo | None = None
+        # rel path -> sha256 of the content the agent last read or wrote (the stale-write guard)
+        self._seen: dict[str, str] = {}
+        # Called with the staged paths before every commit; raises to refuse (secret scan).
+        self.pre_commit: Callable[[Home, list[str]], None] | None = None
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, root: Path) -> Home:
+        root = Path(root).expanduser().absolute()
+        if not root.exists():
+            raise HomeError(f"no agentd home at {root}; create one with: agentd init {root}")
+        if not is_home(root):
+            raise HomeError(f"{root} is not an agentd home (no agent.yaml, AGENT.md and .git)")
+        home = cls(root)
+        home.runtime.mkdir(exist_ok=True)
+        return home
+
+    @property
+    def repo(self) -> git.Repo:
+        if self._repo is None:
+            self._repo = git.Repo(self.root)
+        return self._repo
+
+    @property
+    def runtime(self) -> Path:
+        return self.root / RUNTIME_DIR
+
+    @property
+    def logs(self) -> Path:
+        p = self.runtime / "logs"
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    # ---------------------------------------------------------------- paths
+    def rel(self, path: str | Path) -> str:
+        """The home-relative POSIX path of ``path``; refuses anything outside the home."""
+        p = Path(path)
+        full = p if p.is_absolute() else self.root / p
+        resolved = full.resolve()
+        root = self.root.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise PathError(f"{path} is outside the home")
+        rel = resolved.relative_to(root).as_posix()
+        if rel.split("/")[0] in (".git",):
+            raise PathError(f"{path} is inside .git; the repository is agentd's to manage")
+        return rel
+
+    def path(self, rel: str | Path) -> Path:
+        return self.root / self.rel(rel)
+
+    # ---------------------------------------------------------------- reading and writing
+    def read_bytes(self, rel: str | Path) -> bytes:
+        r = self.rel(rel)
+        data = (self.root / r).read_bytes()
+        self._seen[r] = sha256(data)
+        return data
+
+    def read_text(self, rel: str | Path) -> str:
+        return self.read_bytes(rel).decode("utf-8", errors="replace")
+
+    def head_bytes(self, rel: str) -> bytes | None:
+        """The committed content of ``rel`` at HEAD, or None if HEAD has no such file."""
+        try:
+            blob = self.repo.head.commit.tree / rel
+        except (KeyError, ValueError):
+            return None
+        data: bytes = blob.data_stream.read()
+        return data
+
+    def check_fresh(self, rel: str) -> None:
+        """Refuse to overwrite a file that changed since the agent last saw it.
+
+        The baseline is the content the agent last read or wrote in this process;
+        for a file it has not touched, the committed content at HEAD (person edits
+        are absorbed before every wake, so a difference means someone is editing it now).
+        """
+        target = self.root / rel
+        current = target.read_bytes() if target.is_file() else None
+        if rel in self._seen:
+            if current is None or sha256(current) != self._seen[rel]:
+                raise StaleWriteError(
+                    f"{rel} changed since the agent last read it (someone edited it); "
+                    "read it again and re-apply the change"
+                )
+            return
+        committed = self.head_bytes(rel)
+        if current != committed:
+            raise StaleWriteError(
+                f"{rel} has changes that are not committed yet (the person is editing it); "
+                "read it first, then write"
+            )
+
+    def write_bytes(self, rel: str | Path, data: bytes, *, guard: bool = True) -> None:
+        """The agent's write: stale-write guard, write-ahead note, atomic write."""
+        r = self.rel(rel)
+        if guard:
+            self.check_fresh(r)
+        wal = WriteAheadLog(self.runtime)
+        wal.intend(r, sha256(data))
+        atomic_write(self.root / r, data)
+        self._seen[r] = sha256(data)
+
+    def write_text(self, rel: str | Path, text: str, *, guard: bool = True) -> None:
+        self.write_bytes(rel, text.encode("utf-8"), guard=guard)
+
+    def append_text(self, rel: str | Path, text: str) -> None:
+        """Append by atomic rewrite (files the agent alone appends to: journal, outbox)."""
+        r = self.rel(rel)
+        target = self.root / r
+        old = target.read_bytes() if target.is_file() else b""
+        self.write_bytes(r, old + text.encode("utf-8"), guard=False)
+
+    def move(self, src: str | Path, dst: str | Path) -> None:
+        """Rename within the home, noted in the write-ahead log so a crash can undo it."""
+        s, d = self.rel(src), self.rel(dst)
+        data = (self.root / s).read_bytes()
+        wal = WriteAheadLog(self.runtime)
+        wal.intend_move(s, d, sha256(data))
+        (self.root / d).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.root / s, self.root / d)
+        fsync_dir((self.root / d).parent)
+
+    def forget_reads(self) -> None:
+        self._seen.clear()
+
+    # ---------------------------------------------------------------- git
+    def dirty_paths(self) -> list[str]:
+        """Paths with uncommitted changes (untracked included, ignored excluded)."""
+        out = self.repo.git.status("--porcelain=v1", "-z", "--untracked-files=all")
+        paths: list[str] = []
+        entries = out.split("\0")
+        i = 0
+        while i < len(entries):
+            entry = entries[i]
+            i += 1
+            if not entry:
+                continue
+            status, name = entry[:2], entry[3:]
+            if status[0] in "RC":
+                i += 1  # the rename source follows as its own entry
+            paths.append(name)
+        return sorted(paths)
+
+    def commit(
+        self,
+        message: str,
+        *,
+        identity: Identity,
+        paths: list[str] | None = None,
+        all_changes: bool = False,
+        trailers: dict[str, str] | None = None,
+    ) -> str | None:
+        """Stage ``paths`` (or every change) and commit; returns the sha, or None if nothing changed."""
+        self._clear_stale_index_lock()
+        if all_changes or paths is None:
+            self.repo.git.add("-A")
+        elif paths:
+            self.repo.git.add("-A", "--", *paths)
+        staged = self.repo.git.diff("--cached", "--name-only", "-z").split("\0")
+        staged = [p for p in staged if p]
+        if not staged:
+            return None
+        if self.pre_commit is not None:
+            try:
+                self.pre_commit(self, staged)
+            except BaseException:
+                self.repo.git.reset("-q")
+                raise
+        full = message.rstrip() + "\n"
+        if trailers:
+            full += "\n" + "".join(f"{k}: {v}\n" for k, v in trailers.items())
+        subprocess.run(
+            ["git", "commit", "-q", "--no-verify", "-F", "-"],
+            cwd=self.root,
+            input=full.encode("utf-8"),
+            env={**os.environ, **_git_env(identity)},
+            check=True,
+            capture_output=True,
+        )
+        sha: str = self.repo.head.commit.hexsha
+        return sha
+
+    def person_identity(self) -> Identity:
+        reader = self.repo.config_reader()
+        try:
+            name = str(reader.get_value("user", "name"))
+            email = str(reader.get_value("user", "email"))
+        except Exception:  # noqa: BLE001 - configparser raises several kinds for a missing key
+            return FALLBACK_PERSON
+        return Identity(name, email)
+
+    def absorb_person_edits(self) -> str | None:
+        """Commit whatever the person changed since the last commit, as the person."""
+        dirty = self.dirty_paths()
+        if not dirty:
+            return None
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        verb = "edited" if all((self.root / p).exists() for p in dirty) else "changed"
+        return self.commit(f"person: {verb} {shown}", identity=self.person_identity(), all_changes=True)
+
+    def _clear_stale_index_lock(self) -> None:
+        """A git killed mid-commit leaves index.lock behind; we hold the home lock, so it is stale."""
+        lock = self.root / ".git" / "index.lock"
+        if lock.exists() and self._holding_lock:
+            lock.unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------- the write lock
+    _holding_lock = False
+
+    @contextlib.contextmanager
+    def lock(self, *, timeout: float = 30.0, purpose: str = "write") -> Iterator[Home]:
+        """Hold the home's write lock (one process at a time writes and commits)."""
+        with file_lock(self.runtime / "home.lock", timeout=timeout, purpose=purpose):
+            self._holding_lock = True
+            try:
+                yield self
+            finally:
+                self._holding_lock = False
+
+    # ---------------------------------------------------------------- crash recovery
+    def recover(self) -> list[str]:
+        """Undo what an unfinished wake wrote, clean temp files; returns what was done."""
+        done: list[str] = []
+        for tmp in self.root.rglob(f"*{TMP_SUFFIX}"):
+            if ".git" not in tmp.relative_to(self.root).parts:
+                tmp.unlink(missing_ok=True)
+                done.append(f"removed temp file {tmp.relative_to(self.root)}")
+        done.extend(WriteAheadLog(self.runtime).roll_back(self))
+        return done
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, timeout: float, purpose: str) -> Iterator[IO[str]]:
+    """An fcntl lock on ``path`` that records the holder's pid; waits up to ``timeout`` s."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+")  # noqa: SIM115 - held for the duration of the context
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    fh.seek(0)
+                    holder = fh.read().strip() or "another process"
+                    raise LockedError(f"{path.parent.parent} is locked by {holder}") from None
+                time.sleep(0.05)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} ({purpose})")
+        fh.flush()
+        yield fh
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fh.close()
+
+
+class WriteAheadLog:
+    """Notes each agent write before it happens, so a wake killed before its commit can be undone.
+
+    A wake opens the log (``begin``), every agent write or move appends an intent
+    with the hash of the new content, and the commit closes it (``end``). On the
+    next start, a log still open means the wake never committed: files that still
+    hold exactly what the agent wrote go back to HEAD, moves are reversed, and
+    anything else (the person's edits) is kept.
+    """
+
+    def __init__(self, runtime: Path) -> None:
+        self.path = runtime / "wake.wal"
+
+    def active(self) -> bool:
+        return self.path.exists()
+
+    def begin(self, label: str) -> None:
+        self._append({"op": "begin", "label": label})
+
+    def end(self) -> None:
+        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            fsync_dir(self.path.parent)
+
+    def intend(self, rel: str, digest: str) -> None:
+        if self.active():
+            self._append({"op": "write", "path": rel, "sha": digest})
+
+    def intend_move(self, src: str, dst: str, digest: str) -> None:
+        if self.active():
+            self._append({"op": "move", "src": src, "dst": dst, "sha": digest})
+
+    def _append(self, record: dict[str, str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def records(self) -> list[dict[str, str]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a record torn by the crash: everything before it is whole
+        return out
+
+    def label(self) -> str | None:
+        for r in self.records():
+            if r.get("op") == "begin":
+                return r.get("label")
+        return None
+
+    def roll_back(self, home: Home) -> list[str]:
+        if not self.active():
+            return []
+        done: list[str] = []
+        for rec in reversed(self.records()):
+            if rec["op"] == "write":
+                target = home.root / rec["path"]
+                if target.is_file() and sha256(target.read_bytes()) == rec["sha"]:
+                    committed = home.head_bytes(rec["path"])
+                    if committed is None:
+                        target.unlink()
+                    else:
+                        atomic_write(target, committed)
+                    done.append(f"undid unfinished write to {rec['path']}")
+            elif rec["op"] == "move":
+                src, dst = home.root / rec["src"], home.root / rec["dst"]
+                if dst.is_file() and not src.exists() and sha256(dst.read_bytes()) == rec["sha"]:
+                    src.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(dst, src)
+                    done.append(f"moved {rec['dst']} back to {rec['src']}")
+        self.end()
+        return done

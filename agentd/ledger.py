@@ -1,0 +1,183 @@
+"""The token ledger: one record per engine request, the source of `agentd stats` and cache-break reports."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,            -- unix time the request was sent
+    day TEXT NOT NULL,           -- local YYYY-MM-DD, for per-day totals
+    session TEXT,
+    trigger TEXT NOT NULL,       -- message | heartbeat | cron:<job> | ...
+    purpose TEXT NOT NULL,       -- wake | warmup | compaction | flush | selftest
+    model TEXT,
+    prompt_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER,       -- as the engine reported it; NULL = unknown, never guessed
+    expected_cached INTEGER,     -- what the compiler's self-check expected
+    completion_tokens INTEGER NOT NULL,
+    ttft_s REAL,
+    total_s REAL,
+    cache_break TEXT             -- why the cached prefix shrank, if it did
+);
+CREATE INDEX IF NOT EXISTS requests_day ON requests(day);
+"""
+
+
+@dataclass(frozen=True)
+class Record:
+    trigger: str
+    purpose: str
+    prompt_tokens: int
+    cached_tokens: int | None
+    completion_tokens: int
+    session: str | None = None
+    model: str | None = None
+    expected_cached: int | None = None
+    ttft_s: float | None = None
+    total_s: float | None = None
+    cache_break: str | None = None
+    ts: float = 0.0
+
+
+class Ledger:
+    """SQLite under ``.agentd/ledger.db``; safe for the daemon and the CLI to share."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=10)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            yield db
+            db.commit()
+        finally:
+            db.close()
+
+    def record(self, rec: Record) -> None:
+        ts = rec.ts or time.time()
+        day = datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
+        row = asdict(rec) | {"ts": ts, "day": day}
+        cols = ", ".join(row)
+        with self._db() as db:
+            db.execute(f"INSERT INTO requests ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+
+    def rows(self, since: float = 0.0) -> list[dict[str, Any]]:
+        with self._db() as db:
+            db.row_factory = sqlite3.Row
+            cur = db.execute("SELECT * FROM requests WHERE ts >= ? ORDER BY id", (since,))
+            return [dict(r) for r in cur.fetchall()]
+
+    def tokens_on(self, day: str) -> int:
+        """Prompt + completion tokens computed on ``day`` (the daily budget counts these)."""
+        with self._db() as db:
+            row = db.execute(
+                "SELECT COALESCE(SUM(prompt_tokens - COALESCE(cached_tokens, 0) + completion_tokens), 0)"
+                " FROM requests WHERE day = ?",
+                (day,),
+            ).fetchone()
+        return int(row[0])
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
+    return values[k]
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Requests, tokens, cached %, computed tokens and TTFT percentiles, per trigger and per day."""
+
+    def totals(group: list[dict[str, Any]]) -> dict[str, Any]:
+        prompt = sum(r["prompt_tokens"] for r in group)
+        known = [r for r in group if r["cached_tokens"] is not None]
+        cached = sum(r["cached_tokens"] for r in known)
+        known_prompt = sum(r["prompt_tokens"] for r in known)
+        ttfts = [r["ttft_s"] for r in group if r["ttft_s"] is not None]
+        return {
+            "requests": len(group),
+            "prompt_tokens": prompt,
+            "cached_tokens": cached if known else None,
+            "cached_unknown_requests": len(group) - len(known),
+            "hit_rate": round(cached / known_prompt, 4) if known_prompt else None,
+            "computed_tokens": prompt - cached,
+            "completion_tokens": sum(r["completion_tokens"] for r in group),
+            "ttft_p50_s": _percentile(ttfts, 0.5),
+            "ttft_p95_s": _percentile(ttfts, 0.95),
+        }
+
+    def group_by(key: str) -> dict[str, Any]:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            groups.setdefault(str(r[key]), []).append(r)
+        return {k: totals(v) for k, v in sorted(groups.items())}
+
+    breaks = [
+        {"time": datetime.fromtimestamp(r["ts"]).isoformat(timespec="seconds"), "trigger": r["trigger"], "cause": r["cache_break"]}
+        for r in rows
+        if r["cache_break"]
+    ]
+    return {"total": totals(rows), "by_trigger": group_by("trigger"), "by_day": group_by("day"), "cache_breaks": breaks}
+
+
+def parse_since(text: str) -> float:
+    """``1d``, ``12h``, ``30m`` or an ISO date → unix time."""
+    text = text.strip()
+    units = {"d": 86400, "h": 3600, "m": 60}
+    if text and text[-1] in units and text[:-1].isdigit():
+        return time.time() - int(text[:-1]) * units[text[-1]]
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise ValueError(f"--since: expected 1d, 12h, 30m or a date like 2026-11-01, got {text!r}") from None
+
+
+def format_stats(summary: dict[str, Any]) -> str:
+    def pct(v: float | None) -> str:
+        return "  n/a" if v is None else f"{100 * v:5.1f}%"
+
+    def ms(v: float | None) -> str:
+        return "   n/a" if v is None else f"{1000 * v:6.0f}"
+
+    lines = [f"{'':18} {'reqs':>5} {'prompt':>9} {'cached':>7} {'computed':>9} {'ttft p50':>9} {'p95 ms':>7}"]
+
+    def row(name: str, t: dict[str, Any]) -> str:
+        return (
+            f"{name[:18]:18} {t['requests']:5d} {t['prompt_tokens']:9d} {pct(t['hit_rate']):>7} "
+            f"{t['computed_tokens']:9d} {ms(t['ttft_p50_s']):>9} {ms(t['ttft_p95_s']):>7}"
+        )
+
+    lines.append(row("total", summary["total"]))
+    lines.append("by trigger:")
+    lines += ["  " + row(k, v) for k, v in summary["by_trigger"].items()]
+    lines.append("by day:")
+    lines += ["  " + row(k, v) for k, v in summary["by_day"].items()]
+    if summary["cache_breaks"]:
+        lines.append("cache breaks:")
+        lines += [f"  {b['time']}  {b['trigger']:<14} {b['cause']}" for b in summary["cache_breaks"][-20:]]
+    return "\n".join(lines)
+
+
+def stats_json(ledger: Ledger, since: float) -> str:
+    return json.dumps(summarize(ledger.rows(since)), indent=2)
+
+
+def today_since() -> float:
+    now = datetime.now()
+    return (now - timedelta(hours=now.hour, minutes=now.minute, seconds=now.second)).timestamp()

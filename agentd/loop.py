@@ -1,0 +1,351 @@
+"""One wake: event in → engine ↔ tools until done or out of budget → journal, outbox, one commit."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from agentd.config import Config
+from agentd.context import HEARTBEAT_OK, ContextCompiler, Message, Request, Session
+from agentd.errors import AgentdError, SecretError
+from agentd.events import Event, WakeResult
+from agentd.home import AGENT, Home, WriteAheadLog
+from agentd.ledger import Ledger, Record
+from agentd.tools.base import ToolContext, ToolOutcome, ToolRegistry
+from engine.errors import EngineError
+from engine.types import ChatEngine, ChatResult
+from memory import journal
+
+MAX_REPLY_IN_COMMIT = 72
+
+
+@dataclass
+class Agent:
+    """Everything one wake needs, wired once by :func:`agentd.wiring.build_agent`."""
+
+    home: Home
+    config: Config
+    engine: ChatEngine
+    registry: ToolRegistry
+    compiler: ContextCompiler
+    ledger: Ledger
+    model: str
+    clock: Callable[[], datetime]
+    refresh_prefix: Callable[[str | None], bool]  # rebuild the prefix from the home; cause → new epoch?
+    extra_body: dict[str, Any] | None = None  # backend-specific request fields
+    mask: Callable[[str], str] = field(default=lambda text: text)
+
+
+@dataclass
+class _Budget:
+    max_steps: int
+    max_completion: int
+    deadline: float
+    steps: int = 0
+    completion: int = 0
+
+    def exhausted(self) -> str | None:
+        if self.steps >= self.max_steps:
+            return f"step budget of {self.max_steps} engine calls used up"
+        if self.completion >= self.max_completion:
+            return f"completion budget of {self.max_completion} tokens used up"
+        if time.monotonic() >= self.deadline:
+            return "wall-time budget used up"
+        return None
+
+
+@dataclass
+class _Turn:
+    """What one engine response asked for."""
+
+    calls: list[tuple[str, str | dict[str, Any], str | None]]  # (tool, arguments, call id)
+    final_text: str | None  # a plain answer without a tool call (native mode)
+    problem: str | None  # the response was not a usable action (json mode)
+
+
+def session_kind(event: Event) -> str:
+    """Cron jobs run in their own short session on the shared prefix; the rest share "main"."""
+    return f"cron:{event.name}" if event.kind == "cron" else "main"
+
+
+def _parse_turn(result: ChatResult, tool_calling: str) -> _Turn:
+    if tool_calling == "native":
+        if result.tool_calls:
+            return _Turn([(c.name, c.arguments, c.id) for c in result.tool_calls], None, None)
+        return _Turn([], result.content.strip(), None)
+    text = result.content.strip()
+    try:
+        action = json.loads(text)
+    except json.JSONDecodeError as e:
+        return _Turn([], None, f"your answer was not a JSON action ({e.msg}); answer with {{\"tool\": …, \"arguments\": {{…}}}}")
+    if not isinstance(action, dict) or not isinstance(action.get("tool"), str):
+        return _Turn([], None, 'your answer needs a "tool" name and "arguments"')
+    args = action.get("arguments", {})
+    return _Turn([(action["tool"], args if isinstance(args, (dict, str)) else json.dumps(args), None)], None, None)
+
+
+def _assistant_message(result: ChatResult, tool_calling: str) -> Message:
+    if tool_calling == "native" and result.tool_calls:
+        return {
+            "role": "assistant",
+            "content": result.content,
+            "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in result.tool_calls
+            ],
+        }
+    return {"role": "assistant", "content": result.content}
+
+
+def _result_message(outcome: ToolOutcome, call_id: str | None, tool_calling: str) -> Message:
+    if tool_calling == "native" and call_id is not None:
+        return {"role": "tool", "tool_call_id": call_id, "content": outcome.text}
+    return {"role": "user", "content": f"[result of {outcome.name}]\n{outcome.text}"}
+
+
+class Wake:
+    """Runs one event through the engine and the tools; see :func:`wake`."""
+
+    def __init__(self, agent: Agent, event: Event, on_delta: Callable[[str], None] | None = None) -> None:
+        self.agent = agent
+        self.event = event
+        self.on_delta = on_delta
+        self.now = agent.clock()
+        self.result = WakeResult(wake_id=uuid.uuid4().hex[:10], event=event, status="ok")
+        self.ctx = ToolContext(agent.home, agent.config, event, self.result.wake_id, mask=agent.mask)
+        self.pending: list[Message] = []
+        self.summary: str | None = None
+        b = agent.config.budgets
+        self.budget = _Budget(b.max_steps, b.max_completion_tokens, time.monotonic() + b.max_wall_seconds)
+
+    # ---------------------------------------------------------------- the loop
+    def run(self, session: Session, changes: list[str]) -> None:
+        self.pending.append(self.agent.compiler.event_message(self.event, self.now, changes))
+        tool_calling = self.agent.config.engine.tool_calling
+        while True:
+            stop = self.budget.exhausted()
+            if stop:
+                self.result.status = "budget"
+                self.result.error = stop
+                return
+            result = self._call(session)
+            turn = _parse_turn(result, tool_calling)
+            self.pending.append(_assistant_message(result, tool_calling))
+            if turn.problem:
+                self.result.actions.append("malformed action (returned to the model)")
+                self.pending.append({"role": "user", "content": f"[error] {turn.problem}"})
+                continue
+            if turn.final_text is not None:
+                self._finish_with_text(turn.final_text)
+                return
+            ended = False
+            for name, arguments, call_id in turn.calls:
+                outcome = self.agent.registry.execute(self.ctx, name, arguments)
+                self.result.actions.append(self._describe(name, arguments, outcome))
+                self.pending.append(_result_message(outcome, call_id, tool_calling))
+                if outcome.ends_wake:
+                    ended = True
+                    if outcome.reply is not None:
+                        self.result.reply = outcome.reply
+                    else:
+                        self.summary = outcome.text
+            if ended:
+                return
+
+    def _finish_with_text(self, text: str) -> None:
+        if self.event.kind == "message" or (text and text != HEARTBEAT_OK):
+            self.result.reply = text or "(no answer)"
+        else:
+            self.summary = text
+
+    def _call(self, session: Session) -> ChatResult:
+        agent = self.agent
+        request: Request = agent.compiler.render(session, self.pending)
+        tool_calling = agent.config.engine.tool_calling
+        kwargs: dict[str, Any] = {
+            "max_tokens": min(1024, self.budget.max_completion - self.budget.completion),
+            "temperature": 0.0,
+            "extra_body": agent.extra_body,
+        }
+        if tool_calling == "native":
+            kwargs |= {"tools": request.tools, "tool_choice": "auto"}
+        else:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "action", "schema": agent.registry.action_schema()},
+            }
+        stream = self.on_delta is not None and tool_calling == "native"
+        result = agent.engine.chat(request.messages, stream=stream, on_delta=self.on_delta if stream else None, **kwargs)
+        self.budget.steps += 1
+        self.budget.completion += result.usage.completion_tokens
+        u = result.usage
+        cause = request.check.cause
+        if cause is None and u.cached_tokens is not None and request.check.expected_cached:
+            if u.cached_tokens + 64 < 0.9 * request.check.expected_cached:
+                cause = "engine cache miss (evicted or restarted)"
+        agent.ledger.record(
+            Record(
+                trigger=self.event.label,
+                purpose="wake",
+                prompt_tokens=u.prompt_tokens,
+                cached_tokens=u.cached_tokens,
+                completion_tokens=u.completion_tokens,
+                session=session.id,
+                model=agent.model,
+                expected_cached=request.check.expected_cached,
+                ttft_s=u.ttft_s,
+                total_s=u.total_s,
+                cache_break=cause,
+            )
+        )
+        session.last_prompt_tokens = u.prompt_tokens
+        self.result.steps += 1
+        self.result.prompt_tokens += u.prompt_tokens
+        self.result.completion_tokens += u.completion_tokens
+        if u.cached_tokens is not None:
+            self.result.cached_tokens = (self.result.cached_tokens or 0) + u.cached_tokens
+        return result
+
+    @staticmethod
+    def _describe(name: str, arguments: str | dict[str, Any], outcome: ToolOutcome) -> str:
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError:
+                pass
+        if isinstance(arguments, dict):
+            key = next(iter(arguments.values()), "") if arguments else ""
+            shown = " ".join(str(key).split())[:80]
+        else:
+            shown = str(arguments)[:80]
+        status = "" if outcome.ok else " (failed)"
+        return f"{name}: {shown}{status}"
+
+    # ---------------------------------------------------------------- recording
+    def heartbeat_was_empty(self) -> bool:
+        if self.event.kind != "heartbeat" or self.result.status != "ok" or self.ctx.changed:
+            return False
+        text = (self.result.reply or self.summary or "").strip()
+        return text.startswith(HEARTBEAT_OK)
+
+    def record(self, session: Session) -> None:
+        """Journal, outbox, inbox move, session tail; the caller commits."""
+        home, ev, res = self.agent.home, self.event, self.result
+        if res.reply is not None:
+            self._deliver(res.reply)
+        if ev.kind == "message" and ev.source and res.status != "failed":
+            done = f"inbox/done/{ev.source.split('/')[-1]}"
+            if (home.root / ev.source).exists():
+                home.move(ev.source, done)
+        what = res.reply or self.summary or res.error or "no result"
+        tokens = f"{res.prompt_tokens} prompt, {res.cached_tokens if res.cached_tokens is not None else 'unknown'} cached, {res.completion_tokens} completion"
+        journal.append_entry(
+            home,
+            self.now,
+            ev.label + ("" if res.status == "ok" else f" ({res.status})"),
+            " ".join(what.split())[:300],
+            res.actions,
+            self.ctx.changed,
+            tokens,
+        )
+        session.tail.extend(self.pending)
+
+    def _deliver(self, reply: str) -> None:
+        home, ev = self.agent.home, self.event
+        day = self.now.strftime("%Y-%m-%d")
+        rel = f"outbox/{day}.md"
+        head = f"# Conversation {day}\n" if not (home.root / rel).exists() else ""
+        quoted = ""
+        if ev.kind == "message":
+            quoted = "\n".join("> " + line for line in ev.text.strip().splitlines()[:20]) + "\n\n"
+        ref = f" · re: {ev.name}" if ev.name else ""
+        home.append_text(rel, f"{head}\n## {self.now.strftime('%H:%M')} · {ev.label}{ref}\n\n{quoted}{reply.strip()}\n")
+        self.ctx.note_change(rel)
+
+    def commit_message(self) -> tuple[str, dict[str, str]]:
+        res, ev = self.result, self.event
+        what = res.reply or self.summary or res.error or "no result"
+        first = " ".join(what.split())
+        if len(first) > MAX_REPLY_IN_COMMIT:
+            first = first[: MAX_REPLY_IN_COMMIT - 1] + "…"
+        status = "" if res.status == "ok" else f" [{res.status}]"
+        subject = f"wake {ev.label}{status}: {first}"
+        body = "\n".join(f"- {a}" for a in res.actions[:30])
+        if res.error:
+            body += f"\n\n{res.status}: {res.error}"
+        trailers = {
+            "Wake-Trigger": ev.label,
+            "Wake-Id": res.wake_id,
+            "Wake-Status": res.status,
+            "Model": self.agent.model,
+            "Prompt-Tokens": str(res.prompt_tokens),
+            "Cached-Tokens": "unknown" if res.cached_tokens is None else str(res.cached_tokens),
+            "Completion-Tokens": str(res.completion_tokens),
+        }
+        return subject + ("\n\n" + body if body.strip() else ""), trailers
+
+
+def wake(agent: Agent, event: Event, *, on_delta: Callable[[str], None] | None = None) -> WakeResult:
+    """Run one wake under the home lock: absorb the person's edits, think and act, record, commit.
+
+    Every wake ends in one commit, or leaves the home as it was (an empty heartbeat,
+    or an engine that could not be reached for a message that stays in the inbox).
+    """
+    home = agent.home
+    started = time.monotonic()
+    with home.lock(purpose=f"wake {event.label}"):
+        home.forget_reads()
+        absorbed = home.absorb_person_edits()
+        changes: list[str] = []
+        if absorbed:
+            changes = home.repo.git.show("--name-only", "--format=", absorbed).split()
+            prefix_edits = [p for p in changes if p in ("AGENT.md", "USER.md", "memory/MEMORY.md") or p.endswith("SKILL.md")]
+            if prefix_edits:
+                agent.refresh_prefix(f"{', '.join(prefix_edits)} edited by the person")
+        if agent.compiler.prefix is None:
+            agent.refresh_prefix("cold start")
+        compiler = agent.compiler
+        kind = session_kind(event)
+        session = compiler.load_session(kind) if kind == "main" else None
+        if session is None:
+            session = compiler.new_session(kind, agent.clock())
+
+        w = Wake(agent, event, on_delta)
+        wal = WriteAheadLog(home.runtime)
+        wal.begin(f"{w.result.wake_id} {event.label}")
+        try:
+            w.run(session, changes)
+        except EngineError as e:
+            w.result.status = "failed"
+            w.result.error = f"engine: {e}"
+        except AgentdError as e:
+            w.result.status = "failed"
+            w.result.error = str(e)
+
+        w.result.files_changed = list(w.ctx.changed)
+        if w.heartbeat_was_empty():
+            # Nothing to do: no trace in the session, no journal entry, no commit.
+            w.result.status = "heartbeat_ok"
+            wal.end()
+        elif w.result.status == "failed" and event.kind == "message" and not w.ctx.changed:
+            # The engine could not answer: the message stays in the inbox to be tried again.
+            wal.roll_back(home)
+        else:
+            w.record(session)
+            message, trailers = w.commit_message()
+            try:
+                w.result.commit = home.commit(message, identity=AGENT, all_changes=True, trailers=trailers)
+            except SecretError:
+                wal.roll_back(home)
+                raise
+            wal.end()
+        if kind == "main" and w.result.status != "failed":
+            compiler.save_session(session)
+    w.result.seconds = time.monotonic() - started
+    return w.result
+

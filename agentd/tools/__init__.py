@@ -1,0 +1,1 @@
+"""The agent's tools: shell, files, memory, reply."""

@@ -1,0 +1,164 @@
+"""The Tool base and the registry that validates calls and turns failures into text for the model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from agentd.config import Config
+from agentd.errors import AgentdError
+from agentd.events import Event
+from agentd.home import Home
+
+
+@dataclass
+class ToolContext:
+    """What a tool may use during one wake."""
+
+    home: Home
+    config: Config
+    event: Event
+    wake_id: str
+    # Files the wake changed through tools, in order, for the journal and the commit message.
+    changed: list[str] = field(default_factory=list)
+    # Secret masking for anything that enters the context (set by the wake; identity by default).
+    mask: Callable[[str], str] = field(default=lambda text: text)
+
+    def note_change(self, rel: str) -> None:
+        if rel not in self.changed:
+            self.changed.append(rel)
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """The result of one tool call, as the model will read it."""
+
+    name: str
+    ok: bool
+    text: str
+    # reply/done end the wake; reply carries the text for the person.
+    ends_wake: bool = False
+    reply: str | None = None
+
+
+class Tool:
+    """A tool the model can call: a name, a description it reads, a JSON schema, and ``run``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    parameters: ClassVar[dict[str, Any]]
+
+    def run(self, ctx: ToolContext, **args: Any) -> ToolOutcome | str:
+        raise NotImplementedError
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI function schema."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": " ".join(self.description.split()),
+                "parameters": self.parameters,
+            },
+        }
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+
+
+def check_arguments(schema: dict[str, Any], args: Any) -> str | None:
+    """A small JSON-schema check (types, required, enum, no extras); returns the problem or None."""
+    if not isinstance(args, dict):
+        return "arguments must be a JSON object"
+    props: dict[str, Any] = schema.get("properties", {})
+    for req in schema.get("required", []):
+        if req not in args:
+            return f"missing required argument {req!r}"
+    for key, value in args.items():
+        if key not in props:
+            if schema.get("additionalProperties", False) is False:
+                return f"unknown argument {key!r} (expected: {', '.join(props)})"
+            continue
+        spec = props[key]
+        typ = spec.get("type")
+        if typ:
+            ok = isinstance(value, _JSON_TYPES[typ]) and not (
+                typ in ("integer", "number") and isinstance(value, bool)
+            )
+            if not ok:
+                return f"argument {key!r} must be of type {typ}"
+        if "enum" in spec and value not in spec["enum"]:
+            return f"argument {key!r} must be one of {spec['enum']}"
+    return None
+
+
+class ToolRegistry:
+    """The wake's tools, in a fixed order (the order is part of the cached prefix)."""
+
+    def __init__(self, tools: Iterable[Tool]) -> None:
+        self._tools: dict[str, Tool] = {}
+        for tool in tools:
+            if tool.name in self._tools:
+                raise ValueError(f"two tools are named {tool.name!r}")
+            self._tools[tool.name] = tool
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [tool.schema() for tool in self._tools.values()]
+
+    def action_schema(self) -> dict[str, Any]:
+        """For constrained JSON actions: one of ``{"tool": NAME, "arguments": {...}}``."""
+        variants = []
+        for tool in self._tools.values():
+            variants.append(
+                {
+                    "type": "object",
+                    "properties": {
+                        "tool": {"type": "string", "enum": [tool.name]},
+                        "arguments": tool.parameters,
+                    },
+                    "required": ["tool", "arguments"],
+                    "additionalProperties": False,
+                }
+            )
+        return {"anyOf": variants}
+
+    def execute(self, ctx: ToolContext, name: str, arguments: str | dict[str, Any]) -> ToolOutcome:
+        """Run one call; a malformed or failing call comes back as error text the model can correct."""
+        tool = self._tools.get(name)
+        if tool is None:
+            return ToolOutcome(name, False, f"error: unknown tool {name!r}; the tools are: {', '.join(self._tools)}")
+        if isinstance(arguments, str):
+            try:
+                args = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError as e:
+                return ToolOutcome(name, False, f"error: arguments are not valid JSON ({e.msg} at column {e.colno})")
+        else:
+            args = arguments
+        problem = check_arguments(tool.parameters, args)
+        if problem:
+            return ToolOutcome(name, False, f"error: {problem}")
+        try:
+            out = tool.run(ctx, **args)
+        except AgentdError as e:
+            return ToolOutcome(name, False, f"error: {e}")
+        except OSError as e:
+            return ToolOutcome(name, False, f"error: {e.strerror or e}")
+        if isinstance(out, str):
+            return ToolOutcome(name, True, ctx.mask(out))
+        return ToolOutcome(out.name, out.ok, ctx.mask(out.text), out.ends_wake, out.reply)

@@ -1,0 +1,1 @@
+"""Talking to and supervising inference engines (knows nothing of homes)."""

@@ -1,0 +1,1 @@
+"""The agent's memory: journal, curated memory, full-text search, compaction."""
