@@ -280,6 +280,16 @@ class Home:
         os.replace(self.root / s, self.root / d)
         fsync_dir((self.root / d).parent)
 
+    def changed_behind_agent(self) -> list[str]:
+        """Files the agent read or wrote whose content someone else has changed since."""
+        out = []
+        for rel, seen in sorted(self._seen.items()):
+            target = self.root / rel
+            current = target.read_bytes() if target.is_file() else None
+            if current is None or sha256(current) != seen:
+                out.append(rel)
+        return out
+
     def forget_reads(self) -> None:
         self._seen.clear()
 

@@ -336,6 +336,11 @@ def wake(agent: Agent, event: Event, *, on_delta: Callable[[str], None] | None =
             # The engine could not answer: the message stays in the inbox to be tried again.
             wal.roll_back(home)
         else:
+            # Someone edited a file the agent was working on: their version is
+            # committed first, as theirs, so both versions are in history.
+            behind = home.changed_behind_agent()
+            if behind:
+                home.commit(f"person: edited {', '.join(behind)} during a wake", identity=home.person_identity(), paths=behind)
             w.record(session)
             message, trailers = w.commit_message()
             try:
@@ -349,3 +354,34 @@ def wake(agent: Agent, event: Event, *, on_delta: Callable[[str], None] | None =
     w.result.seconds = time.monotonic() - started
     return w.result
 
+
+
+def warm_up(agent: Agent, reason: str) -> int | None:
+    """Prefill the epoch's prefix (max_tokens 1) so the next real wake starts hot.
+
+    Returns the prefix's token count as the engine measured it; recorded in the ledger.
+    """
+    if agent.compiler.prefix is None:
+        agent.refresh_prefix("cold start")
+    prefix = agent.compiler.prefix
+    assert prefix is not None
+    kwargs: dict[str, Any] = {"max_tokens": 1, "temperature": 0.0, "extra_body": agent.extra_body}
+    if agent.config.engine.tool_calling == "native":
+        kwargs["tools"] = prefix.tool_schemas()
+    result = agent.engine.chat([prefix.system_message()], **kwargs)
+    u = result.usage
+    agent.ledger.record(
+        Record(
+            trigger="warmup",
+            purpose="warmup",
+            prompt_tokens=u.prompt_tokens,
+            cached_tokens=u.cached_tokens,
+            completion_tokens=u.completion_tokens,
+            model=agent.model,
+            ttft_s=u.ttft_s,
+            total_s=u.total_s,
+            cache_break=reason,
+        )
+    )
+    agent.compiler.set_prefix_tokens(u.prompt_tokens)
+    return u.prompt_tokens

@@ -1,0 +1,428 @@
+"""The `agentd` command line: thin click commands that call one library function and print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from agentd import __version__, ops
+from agentd.errors import AgentdError, UserError
+from agentd.home import Home, init_home, resolve_home_path
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Context:
+    def __init__(self, home: str | None) -> None:
+        self.home_opt = home
+
+    @property
+    def path(self) -> Path:
+        return resolve_home_path(self.home_opt)
+
+    def home(self) -> Home:
+        return Home.open(self.path)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+class AgentdGroup(click.Group):
+    """Turns agentd's own errors into one clear line and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (UserError, AgentdError) as e:
+            raise click.ClickException(str(e)) from None
+        except OSError as e:
+            if isinstance(e, (BrokenPipeError,)):
+                sys.exit(0)
+            raise click.ClickException(f"{e.filename or ''}: {e.strerror}".lstrip(": ")) from None
+
+
+@click.group(cls=AgentdGroup)
+@click.version_option(__version__, prog_name="agentd")
+@click.option("--home", "home", envvar="AGENTD_HOME", help="The agent's home (default: $AGENTD_HOME, else ~/.local/share/agentd/home).")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
+    """agentd: a persistent agent whose mind is Markdown in a git repository.
+
+    \b
+    Quick start:
+      agentd init ~/agent
+      agentd --home ~/agent say "hello, who are you?"
+      agentd --home ~/agent run        # the daemon: heartbeat, cron, inbox
+    """
+    ctx.obj = Context(home)
+
+
+# ---------------------------------------------------------------------- home
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
+@pass_ctx
+def init(c: Context, path: Path | None) -> None:
+    """Create a new home: the template files, git init, one commit.
+
+    \b
+    Example:
+      agentd init ~/agent
+    """
+    home = init_home(path or c.path)
+    click.echo(f"created a home at {home.root}")
+    click.echo(f"next: edit {home.root / 'USER.md'}, then: agentd --home {home.root} say 'hello'")
+
+
+@cli.group()
+def config() -> None:
+    """Read and change agent.yaml (comments are kept; each change is a commit)."""
+
+
+@config.command("get")
+@click.argument("key")
+@pass_ctx
+def config_get(c: Context, key: str) -> None:
+    """Print one setting, e.g. `agentd config get heartbeat.every`."""
+    from agentd.config import get_value
+
+    value = get_value(c.home().root, key)
+    click.echo(json.dumps(value, default=str) if not isinstance(value, str) else value)
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@pass_ctx
+def config_set(c: Context, key: str, value: str) -> None:
+    """Set one setting (validated; committed), e.g. `agentd config set heartbeat.every 1h`."""
+    sha = ops.config_set(c.home(), key, value)
+    click.echo(f"{key} = {value}" + (f"  (commit {sha[:8]})" if sha else "  (unchanged)"))
+
+
+@cli.command()
+@click.option("-n", "limit", default=20, show_default=True, help="How many commits.")
+@pass_ctx
+def log(c: Context, limit: int) -> None:
+    """The home's history: what the agent did and what you edited, told apart."""
+    for e in ops.log_entries(c.home(), limit):
+        tokens = ""
+        if "Prompt-Tokens" in e.trailers:
+            tokens = f"  [{e.trailers['Prompt-Tokens']} prompt, {e.trailers.get('Cached-Tokens', '?')} cached]"
+        who = click.style(f"{e.who:6}", fg="cyan" if e.who == "agent" else "green")
+        click.echo(f"{e.sha} {e.when:%Y-%m-%d %H:%M} {who} {e.subject}{tokens}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def status(c: Context, as_json: bool) -> None:
+    """Daemon, engine, schedule, last wake, today's tokens and cache hit rate."""
+    report = ops.status_report(c.home())
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    click.echo(f"home      {report['home']}")
+    d = report["daemon"]
+    click.echo(f"daemon    {'running, pid %s, up %s' % (d['pid'], d['uptime']) if d else 'not running'}")
+    e = report["engine"]
+    click.echo(f"engine    {ops_engine_line(e)}")
+    for run in report["next_runs"]:
+        click.echo(f"next      {run['kind']:9} {run['name'] or '':20} {run['at'] or 'not scheduled'}")
+    if report["last_wake"]:
+        w = report["last_wake"]
+        click.echo(f"last wake {w['label']} {w['status']} at {w['at']}")
+    click.echo(f"last      {report['last_commit']}")
+    t = report["today"]
+    rate = "n/a" if t["hit_rate"] is None else f"{100 * t['hit_rate']:.1f}%"
+    click.echo(f"today     {t['requests']} requests, {t['prompt_tokens']} prompt tokens, cache hit {rate}, {t['computed_tokens']} computed")
+
+
+def ops_engine_line(e: Any) -> str:
+    d = e if isinstance(e, dict) else getattr(e, "__dict__", {})
+    parts = [f"{d.get('backend')}:{d.get('model')}"]
+    if d.get("url"):
+        parts.append(str(d["url"]))
+    if d.get("pid"):
+        parts.append(f"pid {d['pid']}")
+    parts.append("healthy" if d.get("healthy") else "not running")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------- wakes
+
+
+@cli.command()
+@click.argument("message")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for the reply.")
+@pass_ctx
+def say(c: Context, message: str, timeout: float) -> None:
+    """Send one message; prints the agent's reply.
+
+    With the daemon running, the message goes through the inbox and this waits
+    for the reply; without it, the wake runs here.
+
+    \b
+    Example:
+      agentd say "what is on my list today?"
+    """
+    result = ops.say(c.home(), message, timeout=timeout)
+    if isinstance(result, dict):
+        reply, status, error = result.get("reply"), result.get("status"), result.get("error")
+    else:
+        reply, status, error = result.reply, result.status, result.error
+    if reply:
+        click.echo(str(reply))
+    if status not in ("ok", "heartbeat_ok"):
+        click.echo(f"[wake {status}: {error}]", err=True)
+        if not reply:
+            sys.exit(1)
+
+
+@cli.command()
+@pass_ctx
+def chat(c: Context) -> None:
+    """An interactive conversation (each line is one wake). Ctrl-C or Ctrl-D to leave."""
+    from agentd.chat import run_chat
+
+    run_chat(c.home())
+
+
+@cli.group("wake")
+def wake_group() -> None:
+    """Run one wake now, in this process."""
+
+
+@wake_group.command("heartbeat")
+@pass_ctx
+def wake_heartbeat(c: Context) -> None:
+    """Run the heartbeat now (skipped, with no engine call, when nothing is open)."""
+    from agentd import heartbeat
+    from agentd.config import load_config
+    from agentd.wiring import timezone_of
+
+    home = c.home()
+    config = load_config(home.root)
+    from datetime import datetime
+
+    decision = heartbeat.prepare(home, config, datetime.now(timezone_of(config)))
+    if decision.event is None:
+        click.echo(f"heartbeat skipped: {decision.reason}")
+        return
+    ev = decision.event
+    result = ops.run_wake(home, lambda at: ev)
+    _print_result(result)
+
+
+@wake_group.command("cron")
+@click.argument("name")
+@pass_ctx
+def wake_cron(c: Context, name: str) -> None:
+    """Run the cron job NAME now."""
+    home = c.home()
+    result = ops.run_wake(home, ops.cron_event(home, name))
+    _print_result(result)
+
+
+def _print_result(result: Any) -> None:
+    if result.reply:
+        click.echo(result.reply)
+    pct = "n/a" if result.cached_percent is None else f"{result.cached_percent:.0f}%"
+    click.echo(
+        f"[{result.event.label} {result.status}: {result.steps} steps, {result.prompt_tokens} prompt tokens, "
+        f"{pct} cached{', commit ' + result.commit[:8] if result.commit else ''}]",
+        err=True,
+    )
+
+
+@cli.command()
+@click.argument("approval_id")
+@pass_ctx
+def approve(c: Context, approval_id: str) -> None:
+    """Run a shell command the agent parked for approval (see outbox/approvals/)."""
+    click.echo(ops.approve(c.home(), approval_id))
+
+
+@cli.command()
+@click.argument("approval_id")
+@pass_ctx
+def deny(c: Context, approval_id: str) -> None:
+    """Refuse a shell command the agent parked for approval."""
+    click.echo(ops.deny(c.home(), approval_id))
+
+
+# ---------------------------------------------------------------------- daemon
+
+
+@cli.command()
+@pass_ctx
+def run(c: Context) -> None:
+    """Run the daemon in the foreground (heartbeat, cron, inbox). SIGTERM/Ctrl-C stop it cleanly."""
+    from agentd.daemon import Daemon
+
+    sys.exit(Daemon(c.home()).run())
+
+
+@cli.command()
+@pass_ctx
+def start(c: Context) -> None:
+    """Start the daemon in the background."""
+    state = ops.start_background(c.home())
+    click.echo(f"daemon running, pid {state['pid']}")
+
+
+@cli.command()
+@pass_ctx
+def stop(c: Context) -> None:
+    """Stop the background daemon (it finishes the running wake) and its engine."""
+    pid = ops.stop_background(c.home())
+    click.echo("daemon was not running" if pid is None else f"daemon {pid} stopped")
+
+
+@cli.group()
+def service() -> None:
+    """Run the daemon as a systemd user service."""
+
+
+@service.command("install")
+@pass_ctx
+def service_install(c: Context) -> None:
+    """Write ~/.config/systemd/user/agentd.service (Restart=on-failure)."""
+    unit = ops.install_service(c.home())
+    click.echo(f"wrote {unit}\nenable it with: systemctl --user daemon-reload && systemctl --user enable --now agentd")
+
+
+@cli.group()
+def cron() -> None:
+    """Scheduled jobs from CRON.md."""
+
+
+@cron.command("list")
+@pass_ctx
+def cron_list(c: Context) -> None:
+    """Each job in CRON.md with its next run (and any errors, with file:line)."""
+    for line in ops.cron_lines(c.home()):
+        click.echo(line)
+
+
+# ---------------------------------------------------------------------- engine and model
+
+
+@cli.group()
+def engine() -> None:
+    """The supervised inference engine."""
+
+
+@engine.command("start")
+@pass_ctx
+def engine_start(c: Context) -> None:
+    """Start the engine in the background (or adopt the one already running)."""
+    info = ops.engine_start(c.home())
+    click.echo(f"engine running: {info}")
+
+
+@engine.command("stop")
+@pass_ctx
+def engine_stop(c: Context) -> None:
+    """Stop the engine and every process it started."""
+    click.echo(ops.engine_stop(c.home()))
+
+
+@engine.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def engine_status(c: Context, as_json: bool) -> None:
+    """Backend, model, URL, PID, uptime, health and prefix-cache counters."""
+    st = ops.engine_status(c.home())
+    if as_json:
+        click.echo(json.dumps(st, indent=2, default=str))
+    else:
+        for k, v in st.items():
+            click.echo(f"{k:14} {v}")
+
+
+@cli.group()
+def model() -> None:
+    """The model the engine serves."""
+
+
+@model.command("use")
+@click.argument("name")
+@click.option("--backend", type=click.Choice(["llamacpp", "vllm", "openai"]), help="Switch backend too.")
+@pass_ctx
+def model_use(c: Context, name: str, backend: str | None) -> None:
+    """Swap the model: agent.yaml updated (comments kept), committed, engine restarted, self-tested.
+
+    \b
+    Example:
+      agentd model use ~/models/qwen2.5-3b-instruct-q4_k_m.gguf
+    """
+    for line in ops.model_use(c.home(), name, backend):
+        click.echo(line)
+
+
+@model.command("list")
+@pass_ctx
+def model_list(c: Context) -> None:
+    """What is configured and, for llamacpp, the GGUF files available."""
+    for line in ops.model_list(c.home()):
+        click.echo(line)
+
+
+# ---------------------------------------------------------------------- memory, skills, stats
+
+
+@cli.command()
+@click.option("--since", default="1d", show_default=True, help="1d, 12h, 30m or a date.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def stats(c: Context, since: str, as_json: bool) -> None:
+    """Tokens, cache hit rate, computed tokens and TTFT per trigger and day; cache breaks and why."""
+    from agentd.ledger import Ledger, format_stats, parse_since, summarize
+
+    try:
+        t = parse_since(since)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    ledger = Ledger(c.home().runtime / "ledger.db")
+    summary = summarize(ledger.rows(t))
+    click.echo(json.dumps(summary, indent=2) if as_json else format_stats(summary))
+
+
+@cli.command()
+@click.argument("query")
+@click.option("-k", default=8, show_default=True)
+@pass_ctx
+def search(c: Context, query: str, k: int) -> None:
+    """Full-text search over the home's Markdown (path:line: snippet)."""
+    for line in ops.search(c.home(), query, k):
+        click.echo(line)
+
+
+@cli.command()
+@pass_ctx
+def reindex(c: Context) -> None:
+    """Rebuild the search index from scratch."""
+    click.echo(ops.reindex(c.home()))
+
+
+@cli.command()
+@pass_ctx
+def skills(c: Context) -> None:
+    """The skills the agent knows, with their source (built-in / home) and any errors."""
+    for line in ops.skills_lines(c.home()):
+        click.echo(line)
+
+
+def main() -> None:
+    cli(prog_name="agentd")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,131 @@
+"""Wiring in one place: from a home and its config to an engine supervisor and a ready Agent."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from agentd.config import Config, load_config
+from agentd.context import ContextCompiler, build_prefix
+from agentd.home import Home, resolve_home_path
+from agentd.ledger import Ledger
+from agentd.loop import Agent
+from agentd.secrets import SecretGuard
+from agentd.skills import load_skills
+from agentd.tools.base import Tool, ToolRegistry
+from agentd.tools.files import EditFileTool, ListFilesTool, ReadFileTool, WriteFileTool
+from agentd.tools.memory_tools import (
+    ForgetTool,
+    KbCompileTool,
+    KbLintTool,
+    MemorySearchTool,
+    ReadSkillTool,
+    RememberTool,
+)
+from agentd.tools.reply import DoneTool, ReplyTool
+from agentd.tools.shell import ShellTool
+from engine.supervisor import EngineSupervisor
+from engine.types import ChatEngine, EngineSettings
+
+
+def open_home(home: str | Path | None) -> Home:
+    return Home.open(resolve_home_path(home))
+
+
+def timezone_of(config: Config) -> tzinfo:
+    if config.timezone == "local":
+        local = datetime.now().astimezone().tzinfo
+        assert local is not None
+        return local
+    return ZoneInfo(config.timezone)
+
+
+def session_key(home: Home) -> str:
+    """A stable, non-secret key per home, so cache-aware routers keep this agent on one replica."""
+    return "agentd-" + hashlib.sha256(str(home.root).encode()).hexdigest()[:16]
+
+
+def engine_settings(home: Home, config: Config) -> EngineSettings:
+    e = config.engine
+    options: dict[str, Any] = dict(e.llamacpp if e.backend == "llamacpp" else e.vllm if e.backend == "vllm" else {})
+    return EngineSettings(
+        backend=e.backend,
+        model=e.model,
+        url=e.url,
+        api_key_env=e.api_key_env,
+        session_key=session_key(home),
+        options=options,
+    )
+
+
+def make_supervisor(home: Home, config: Config) -> EngineSupervisor:
+    return EngineSupervisor(engine_settings(home, config), home.runtime)
+
+
+def build_registry(engine: ChatEngine | None = None) -> ToolRegistry:
+    """The tools, in a fixed order: the order is part of the cached prefix."""
+    tools: list[Tool] = [
+        ReplyTool(),
+        DoneTool(),
+        ShellTool(),
+        ReadFileTool(),
+        WriteFileTool(),
+        EditFileTool(),
+        ListFilesTool(),
+        RememberTool(),
+        ForgetTool(),
+        MemorySearchTool(),
+        ReadSkillTool(),
+        KbCompileTool(engine),
+        KbLintTool(),
+    ]
+    return ToolRegistry(tools)
+
+
+def build_agent(
+    home: Home,
+    config: Config,
+    engine: ChatEngine,
+    *,
+    model: str | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Agent:
+    """Wire one Agent: tools, compiler, ledger, secret guard, prefix refresh."""
+    tz = timezone_of(config)
+    registry = build_registry(engine)
+    compiler = ContextCompiler(home.runtime / "context")
+    guard = SecretGuard(config.secrets_env)
+    home.pre_commit = guard.check_commit
+
+    def read(rel: str) -> str | None:
+        path = home.root / rel
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+
+    def refresh_prefix(cause: str | None) -> bool:
+        skills = load_skills(home.root)
+        prefix = build_prefix(read, registry.schemas(), skills.index_text(), tool_calling=config.engine.tool_calling)
+        return compiler.start_epoch(prefix, cause)
+
+    extra: dict[str, Any] | None = {"cache_prefix_messages": 1} if config.engine.backend == "llamacpp" else None
+    return Agent(
+        home=home,
+        config=config,
+        engine=engine,
+        registry=registry,
+        compiler=compiler,
+        ledger=Ledger(home.runtime / "ledger.db"),
+        model=model or f"{config.engine.backend}:{config.engine.model}",
+        clock=clock or (lambda: datetime.now(tz)),
+        refresh_prefix=refresh_prefix,
+        extra_body=extra,
+        mask=guard.mask,
+    )
+
+
+def load(home_opt: str | Path | None) -> tuple[Home, Config]:
+    home = open_home(home_opt)
+    return home, load_config(home.root)

@@ -1,0 +1,77 @@
+"""ScriptedEngine: an in-process test double of the engine client, fed canned responses with enqueue().
+
+It speaks the same ChatEngine protocol as the real client, records every request,
+and reports usage like a prefix-caching engine would (cached = the longest common
+prefix with the previous request, counted in 4-character "tokens"), so the ledger
+and the self-check can be tested without a model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from engine.types import ChatResult, ToolCall, Usage
+
+
+def _chars(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+    return json.dumps(tools, sort_keys=True) + "".join(json.dumps(m, sort_keys=True) for m in messages)
+
+
+class ScriptedEngine:
+    """Returns enqueued responses in order; an enqueued exception is raised instead."""
+
+    def __init__(self, *, report_cached: bool = True) -> None:
+        self.queue: deque[ChatResult | BaseException | Callable[[list[dict[str, Any]]], ChatResult]] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.report_cached = report_cached
+        self._previous = ""
+
+    # ------------------------------------------------------------ scripting
+    def enqueue(self, content: str = "", tool_calls: list[ToolCall] | None = None, completion_tokens: int = 8) -> None:
+        self.queue.append(ChatResult(content, tool_calls or [], "tool_calls" if tool_calls else "stop", Usage(0, completion_tokens, None, 0.01, 0.02), "scripted"))
+
+    def enqueue_action(self, tool: str, **arguments: Any) -> None:
+        """A constrained-JSON action, as the json tool-calling mode expects."""
+        self.enqueue(json.dumps({"tool": tool, "arguments": arguments}))
+
+    def enqueue_calls(self, *calls: tuple[str, dict[str, Any]]) -> None:
+        """Native tool calls, several in one response."""
+        self.enqueue("", [ToolCall(f"call_{i}", name, json.dumps(args)) for i, (name, args) in enumerate(calls)])
+
+    def enqueue_error(self, error: BaseException) -> None:
+        self.queue.append(error)
+
+    # ------------------------------------------------------------ ChatEngine
+    def chat(self, messages: list[dict[str, Any]], **kwargs: Any) -> ChatResult:
+        self.requests.append({"messages": json.loads(json.dumps(messages)), **kwargs})
+        if not self.queue:
+            raise AssertionError("ScriptedEngine: no response enqueued for this request")
+        item = self.queue.popleft()
+        if isinstance(item, BaseException):
+            raise item
+        if callable(item):
+            item = item(messages)
+        text = _chars(messages, kwargs.get("tools"))
+        common = 0
+        for a, b in zip(self._previous, text, strict=False):
+            if a != b:
+                break
+            common += 1
+        self._previous = text
+        usage = Usage(
+            prompt_tokens=len(text) // 4,
+            completion_tokens=item.usage.completion_tokens,
+            cached_tokens=common // 4 if self.report_cached else None,
+            ttft_s=0.01,
+            total_s=0.02,
+        )
+        on_delta = kwargs.get("on_delta")
+        if on_delta and item.content:
+            on_delta(item.content)
+        return ChatResult(item.content, item.tool_calls, item.finish_reason, usage, item.model)
+
+    def tokenize(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int] | None:
+        return None

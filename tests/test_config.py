@@ -1,0 +1,72 @@
+"""agent.yaml: round-trip with comments, typed validation with file:line, config set."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentd import config as cfg
+from agentd.errors import ConfigError
+from agentd.home import Home
+
+
+def test_template_config_is_valid(home: Home) -> None:
+    c = cfg.load_config(home.root)
+    assert c.engine.backend == "llamacpp" and c.engine.model == "smollm2"
+    assert c.heartbeat.every is not None and c.heartbeat.every.total_seconds() == 1800
+    assert c.shell.mode == "auto" and c.budgets.max_steps == 8
+
+
+def test_set_keeps_comments_and_order(home: Home) -> None:
+    before = (home.root / "agent.yaml").read_text()
+    text, c = cfg.set_value(home.root, "heartbeat.every", "1h")
+    assert c.heartbeat.every is not None and c.heartbeat.every.total_seconds() == 3600
+    assert "every: 1h" in text
+    # every comment line of the original survives
+    for line in before.splitlines():
+        if line.strip().startswith("#"):
+            assert line in text
+    assert [ln for ln in text.splitlines() if "every:" not in ln] == [ln for ln in before.splitlines() if "every:" not in ln]
+
+
+def test_bad_value_names_file_line_and_expectation(home: Home) -> None:
+    with pytest.raises(ConfigError) as err:
+        cfg.set_value(home.root, "heartbeat.every", "soon")
+    msg = str(err.value)
+    lines = (home.root / "agent.yaml").read_text().splitlines()
+    lineno = next(i for i, ln in enumerate(lines, 1) if ln.strip().startswith("every:"))
+    assert f"agent.yaml:{lineno}:" in msg
+    assert "expected a duration" in msg and "'soon'" in msg
+    assert "every: 30m" in (home.root / "agent.yaml").read_text()  # untouched
+
+
+def test_unknown_keys_are_reported(home: Home) -> None:
+    path = home.root / "agent.yaml"
+    path.write_text(path.read_text() + "heartbeet:\n  every: 5m\n")
+    with pytest.raises(ConfigError, match=r"agent\.yaml:\d+: unknown setting 'heartbeet'"):
+        cfg.load_config(home.root)
+    with pytest.raises(ConfigError, match="unknown setting 'engine.bakcend'"):
+        cfg.set_value(home.root, "engine.bakcend", "vllm")
+
+
+def test_every_error_is_listed(home: Home) -> None:
+    path = home.root / "agent.yaml"
+    path.write_text("timezone: Mars/Olympus\nbudgets:\n  max_steps: -1\nshell:\n  mode: yolo\n")
+    with pytest.raises(ConfigError) as err:
+        cfg.load_config(home.root)
+    text = str(err.value)
+    assert "agent.yaml:1: timezone" in text and "agent.yaml:3: budgets.max_steps" in text and "agent.yaml:5: shell.mode" in text
+
+
+def test_invalid_yaml_names_line(home: Home) -> None:
+    (home.root / "agent.yaml").write_text("name: a\nengine: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"agent\.yaml:\d+: not valid YAML"):
+        cfg.load_config(home.root)
+
+
+def test_get_value_and_defaults(home: Home) -> None:
+    assert cfg.get_value(home.root, "engine.backend") == "llamacpp"
+    assert cfg.get_value(home.root, "budgets.memory_chars") == 4000
+    (home.root / "agent.yaml").write_text("name: x\n")
+    assert cfg.get_value(home.root, "shell.mode") == "auto"
+    with pytest.raises(ConfigError, match="no setting"):
+        cfg.get_value(home.root, "nope.nothing")

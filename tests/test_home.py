@@ -1,0 +1,153 @@
+"""The home: init, atomic writes, the stale-write guard, person edits, crash recovery."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agentd.errors import HomeError, LockedError, PathError, StaleWriteError
+from agentd.home import AGENT, Home, WriteAheadLog, atomic_write, init_home, resolve_home_path
+
+
+def commits(home: Home) -> list[str]:
+    return [str(c.message).splitlines()[0] for c in home.repo.iter_commits()]
+
+
+def test_init_gives_template_and_one_commit(home: Home) -> None:
+    for rel in ["AGENT.md", "USER.md", "HEARTBEAT.md", "CRON.md", "agent.yaml", "memory/MEMORY.md", ".gitignore"]:
+        assert (home.root / rel).is_file(), rel
+    for rel in ["memory/journal", "skills", "inbox", "outbox"]:
+        assert (home.root / rel).is_dir(), rel
+    assert not (home.root / "__init__.py").exists()
+    assert commits(home) == ["home: created by agentd init"]
+    assert ".agentd/" in (home.root / ".gitignore").read_text()
+    assert home.dirty_paths() == []
+
+
+def test_init_refuses_existing_home_and_nonempty_dir(home: Home, tmp_path: Path) -> None:
+    with pytest.raises(HomeError, match="already an agentd home"):
+        init_home(home.root)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(HomeError, match="not empty"):
+        init_home(other)
+    assert (other / "notes.txt").read_text() == "mine"
+    assert not (other / ".git").exists()
+
+
+def test_home_location_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert resolve_home_path(tmp_path / "x") == tmp_path / "x"
+    monkeypatch.setenv("AGENTD_HOME", str(tmp_path / "env"))
+    assert resolve_home_path(None) == tmp_path / "env"
+    monkeypatch.delenv("AGENTD_HOME")
+    assert resolve_home_path(None) == Path(os.environ["XDG_DATA_HOME"]) / "agentd" / "home"
+
+
+def test_open_refuses_non_home(tmp_path: Path) -> None:
+    with pytest.raises(HomeError, match="no agentd home"):
+        Home.open(tmp_path / "missing")
+    with pytest.raises(HomeError, match="not an agentd home"):
+        Home.open(tmp_path)
+
+
+def test_atomic_write_crash_before_rename_leaves_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "note.md"
+    target.write_text("old content\n")
+
+    def crash(src: object, dst: object) -> None:
+        raise OSError("simulated crash between write and rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        atomic_write(target, "new content that must not appear half-written\n")
+    monkeypatch.undo()
+    assert target.read_text() == "old content\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["note.md"]
+
+
+def test_atomic_write_keeps_mode(tmp_path: Path) -> None:
+    target = tmp_path / "script.sh"
+    target.write_text("#!/bin/sh\n")
+    target.chmod(0o755)
+    atomic_write(target, "#!/bin/sh\necho hi\n")
+    assert target.stat().st_mode & 0o777 == 0o755
+
+
+def test_stale_write_guard_refuses_after_person_edit(home: Home) -> None:
+    text = home.read_text("USER.md")
+    (home.root / "USER.md").write_text(text + "- Name: Ada\n")  # the person edits meanwhile
+    with pytest.raises(StaleWriteError, match="changed since the agent last read it"):
+        home.write_text("USER.md", text + "- agent's line\n")
+    assert "Ada" in (home.root / "USER.md").read_text()
+
+
+def test_stale_write_guard_uses_head_for_unread_files(home: Home) -> None:
+    (home.root / "AGENT.md").write_text("# person is editing\n")
+    with pytest.raises(StaleWriteError, match="not committed yet"):
+        home.write_text("AGENT.md", "# agent\n")
+    home.write_text("memory/topics/new.md", "# new file is fine\n")
+    home.read_text("AGENT.md")
+    home.write_text("AGENT.md", "# agent, after reading\n")
+
+
+def test_paths_are_confined(home: Home, tmp_path: Path) -> None:
+    with pytest.raises(PathError):
+        home.rel("../outside.md")
+    with pytest.raises(PathError):
+        home.rel(tmp_path / "elsewhere.md")
+    with pytest.raises(PathError):
+        home.rel(".git/config")
+    (home.root / "link").symlink_to(tmp_path)
+    with pytest.raises(PathError):
+        home.rel("link/x.md")
+
+
+def test_person_edits_absorbed_as_their_own_commit(home: Home) -> None:
+    (home.root / "USER.md").write_text("# About you\n- Name: Ada\n")
+    sha = home.absorb_person_edits()
+    assert sha is not None
+    c = home.repo.commit(sha)
+    assert c.author.name == "Test Person" and c.author.email == "person@example.com"
+    assert str(c.message).startswith("person: edited USER.md")
+    assert home.absorb_person_edits() is None
+
+
+def test_commit_trailers_and_agent_identity(home: Home) -> None:
+    home.write_text("memory/topics/a.md", "fact\n")
+    sha = home.commit("wake message: noted a fact", identity=AGENT, all_changes=True, trailers={"Wake-Trigger": "message", "Cached-Tokens": "42"})
+    assert sha is not None
+    c = home.repo.commit(sha)
+    assert c.author.email == AGENT.email
+    assert "Wake-Trigger: message" in str(c.message) and "Cached-Tokens: 42" in str(c.message)
+    assert home.commit("nothing", identity=AGENT) is None
+
+
+def test_lock_is_exclusive(home: Home) -> None:
+    with home.lock(purpose="test"):
+        other = Home(home.root)
+        with pytest.raises(LockedError, match="locked by pid"), other.lock(timeout=0.1):
+            pass
+
+
+def test_recovery_undoes_unfinished_wake_but_keeps_person_edit(home: Home) -> None:
+    (home.root / "inbox" / "m1.md").write_text("hello\n")
+    home.absorb_person_edits()
+    wal = WriteAheadLog(home.runtime)
+    wal.begin("w1 message")
+    home.write_text("memory/topics/new.md", "agent wrote this\n")
+    home.read_text("USER.md")
+    home.write_text("USER.md", "agent changed USER.md\n")
+    home.move("inbox/m1.md", "inbox/done/m1.md")
+    (home.root / "AGENT.md").write_text("# the person's edit during the wake\n")
+    # the process dies here: no commit, the log stays open
+    undone = Home(home.root).recover()
+    assert any("new.md" in u for u in undone)
+    assert not (home.root / "memory/topics/new.md").exists()
+    assert (home.root / "USER.md").read_bytes() == home.head_bytes("USER.md")
+    assert (home.root / "inbox/m1.md").read_text() == "hello\n"
+    assert not (home.root / "inbox/done/m1.md").exists()
+    assert (home.root / "AGENT.md").read_text() == "# the person's edit during the wake\n"
+    assert not wal.active()
