@@ -490,8 +490,8 @@ class WriteAheadLog:
         for rec in reversed(self.records()):
             if rec["op"] == "write":
                 target = home.root / rec["path"]
-                if target.is_file() and sha256(target.read_bytes()) == rec["sha"]:
-                    committed = home.head_bytes(rec["path"])
+                committed = home.head_bytes(rec["path"])
+                if target.is_file() and sha256(target.read_bytes()) == rec["sha"] and committed != target.read_bytes():
                     if committed is None:
                         target.unlink()
                     else:
@@ -499,7 +499,8 @@ class WriteAheadLog:
                     done.append(f"undid unfinished write to {rec['path']}")
             elif rec["op"] == "move":
                 src, dst = home.root / rec["src"], home.root / rec["dst"]
-                if dst.is_file() and not src.exists() and sha256(dst.read_bytes()) == rec["sha"]:
+                committed = home.head_bytes(rec["dst"]) is not None and home.head_bytes(rec["src"]) is None
+                if not committed and dst.is_file() and not src.exists() and sha256(dst.read_bytes()) == rec["sha"]:
                     src.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(dst, src)
                     done.append(f"moved {rec['dst']} back to {rec['src']}")

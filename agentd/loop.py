@@ -20,6 +20,7 @@ from agentd.tools.base import ToolContext, ToolOutcome, ToolRegistry
 from engine.errors import EngineError
 from engine.types import ChatEngine, ChatResult
 from memory import journal
+from memory.compaction import COMPACTION_INSTRUCTION, MEMORY_FLUSH_INSTRUCTION, bound_summary, write_compaction
 
 MAX_REPLY_IN_COMMIT = 72
 
@@ -120,6 +121,7 @@ class Wake:
         self.ctx = ToolContext(agent.home, agent.config, event, self.result.wake_id, mask=agent.mask)
         self.pending: list[Message] = []
         self.summary: str | None = None
+        self.purpose = "wake"
         b = agent.config.budgets
         self.budget = _Budget(b.max_steps, b.max_completion_tokens, time.monotonic() + b.max_wall_seconds)
 
@@ -191,7 +193,7 @@ class Wake:
         agent.ledger.record(
             Record(
                 trigger=self.event.label,
-                purpose="wake",
+                purpose=self.purpose,
                 prompt_tokens=u.prompt_tokens,
                 cached_tokens=u.cached_tokens,
                 completion_tokens=u.completion_tokens,
@@ -290,6 +292,61 @@ class Wake:
         return subject + ("\n\n" + body if body.strip() else ""), trailers
 
 
+COMPACTION_MAX_TOKENS = 400
+FLUSH_MAX_STEPS = 3
+
+
+def needs_compaction(agent: Agent, session: Session) -> bool:
+    """The tail is measured in characters / 4 (a deterministic, engine-free estimate)."""
+    return session.tail_chars() // 4 > agent.config.budgets.session_tokens
+
+
+def compact(agent: Agent, session: Session) -> Session:
+    """Memory flush, then a summary into the journal, then a new session on the (refreshed) prefix.
+
+    The flush gives the agent one short turn to write what must survive into memory
+    files; the summary request is appended to the session as-is, so it reuses the
+    cached prefix and tail. Nothing the agent learned lives only in the discarded tail.
+    """
+    now = agent.clock()
+    flush = Wake(agent, Event("system", MEMORY_FLUSH_INSTRUCTION, now, name="memory-flush"))
+    flush.budget.max_steps = FLUSH_MAX_STEPS
+    flush.purpose = "flush"
+    try:
+        flush.run(session, [])
+    except EngineError:
+        pass  # the summary below still runs; a flush is best effort
+    summary_request = [*flush.pending, {"role": "user", "content": COMPACTION_INSTRUCTION}]
+    request = agent.compiler.render(session, summary_request)
+    result = agent.engine.chat(request.messages, max_tokens=COMPACTION_MAX_TOKENS, temperature=0.0, extra_body=agent.extra_body)
+    u = result.usage
+    agent.ledger.record(
+        Record(
+            trigger="compaction",
+            purpose="compaction",
+            prompt_tokens=u.prompt_tokens,
+            cached_tokens=u.cached_tokens,
+            completion_tokens=u.completion_tokens,
+            session=session.id,
+            model=agent.model,
+            expected_cached=request.check.expected_cached,
+            ttft_s=u.ttft_s,
+            total_s=u.total_s,
+            cache_break=request.check.cause,
+        )
+    )
+    summary = bound_summary(result.content)
+    write_compaction(agent.home, now, summary, session.id)
+    agent.compiler.drop_session(session.kind)
+    agent.refresh_prefix("compaction")
+    fresh = agent.compiler.new_session(session.kind, now)
+    # The new session starts from the summary, so the thread of the conversation survives.
+    fresh.tail.append({"role": "user", "content": f"[summary of the previous session]\n{summary}"})
+    fresh.tail.append({"role": "assistant", "content": '{"tool": "done", "arguments": {"summary": "read the summary"}}'
+                       if agent.config.engine.tool_calling == "json" else "Understood."})
+    return fresh
+
+
 def wake(agent: Agent, event: Event, *, on_delta: Callable[[str], None] | None = None) -> WakeResult:
     """Run one wake under the home lock: absorb the person's edits, think and act, record, commit.
 
@@ -300,6 +357,8 @@ def wake(agent: Agent, event: Event, *, on_delta: Callable[[str], None] | None =
     started = time.monotonic()
     with home.lock(purpose=f"wake {event.label}"):
         home.forget_reads()
+        if WriteAheadLog(home.runtime).active():
+            home.recover()  # an earlier wake died before its commit: undo it first
         absorbed = home.absorb_person_edits()
         changes: list[str] = []
         if absorbed:
@@ -314,9 +373,23 @@ def wake(agent: Agent, event: Event, *, on_delta: Callable[[str], None] | None =
         session = compiler.load_session(kind) if kind == "main" else None
         if session is None:
             session = compiler.new_session(kind, agent.clock())
-
-        w = Wake(agent, event, on_delta)
         wal = WriteAheadLog(home.runtime)
+        if kind == "main" and needs_compaction(agent, session):
+            wal.begin("compaction")
+            try:
+                session = compact(agent, session)
+            except EngineError:
+                wal.roll_back(home)  # compaction waits for a healthy engine; the wake reports the failure
+            else:
+                home.commit(
+                    "compaction: the session was summarized into the journal",
+                    identity=AGENT,
+                    all_changes=True,
+                    trailers={"Wake-Trigger": "compaction", "Model": agent.model},
+                )
+                compiler.save_session(session)
+                wal.end()
+        w = Wake(agent, event, on_delta)
         wal.begin(f"{w.result.wake_id} {event.label}")
         try:
             w.run(session, changes)

@@ -230,3 +230,189 @@ def status_report(home: Home) -> dict[str, Any]:
         "last_commit": None if not last else f"{last[0].sha} {last[0].subject}",
         "today": today,
     }
+
+
+# ---------------------------------------------------------------------- approvals
+
+
+def approve(home: Home, approval_id: str) -> str:
+    from agentd.tools import approvals
+
+    config = load_config(home.root)
+    with home.lock(purpose="approve"):
+        home.absorb_person_edits()
+        text = approvals.approve(home, config, approval_id)
+        home.commit(f"person: approved shell command {approval_id}", identity=home.person_identity(), all_changes=True)
+    return text
+
+
+def deny(home: Home, approval_id: str) -> str:
+    from agentd.tools import approvals
+
+    with home.lock(purpose="deny"):
+        home.absorb_person_edits()
+        text = approvals.deny(home, approval_id)
+        home.commit(f"person: denied shell command {approval_id}", identity=home.person_identity(), all_changes=True)
+    return text
+
+
+# ---------------------------------------------------------------------- schedule
+
+
+def cron_lines(home: Home) -> list[str]:
+    from scheduler.cron import parse_cron_md
+
+    config = load_config(home.root)
+    tz = timezone_of(config)
+    path = home.root / "CRON.md"
+    parsed = parse_cron_md(path.read_text(encoding="utf-8", errors="replace") if path.is_file() else "", path)
+    now = datetime.now(tz)
+    lines = []
+    for job in parsed.jobs:
+        nxt = job.next_run(now, tz)
+        lines.append(f"{job.name:24} {job.expr:16} next {nxt:%Y-%m-%d %H:%M %Z}" if nxt else f"{job.name:24} {job.expr:16} never")
+    if not parsed.jobs:
+        lines.append("no jobs in CRON.md")
+    lines += [f"error: {e}" for e in parsed.errors]
+    return lines
+
+
+# ---------------------------------------------------------------------- engine and model
+
+
+def engine_start(home: Home) -> str:
+    config = load_config(home.root)
+    sup = make_supervisor(home, config)
+    info = sup.ensure_running()
+    return f"{info.backend}:{info.model} at {info.url} (pid {info.pid})"
+
+
+def engine_stop(home: Home) -> str:
+    config = load_config(home.root)
+    sup = make_supervisor(home, config)
+    if sup.adopt() is None:
+        sup.stop()
+        return "engine was not running"
+    sup.stop()
+    return "engine stopped"
+
+
+def engine_status(home: Home) -> dict[str, Any]:
+    config = load_config(home.root)
+    st = make_supervisor(home, config).status()
+    return st if isinstance(st, dict) else dict(vars(st))
+
+
+def model_list(home: Home) -> list[str]:
+    from engine.models import list_gguf
+
+    config = load_config(home.root)
+    lines = [f"configured: {config.engine.backend}:{config.engine.model} (tool calling: {config.engine.tool_calling})"]
+    if config.engine.backend == "llamacpp":
+        found = list_gguf(model_search_dirs(home))
+        lines.append("GGUF files available:" if found else "no other GGUF files found in " + ", ".join(str(d) for d in model_search_dirs(home)))
+        lines += [f"  {p}" for p in found]
+    return lines
+
+
+def model_search_dirs(home: Home) -> list[Path]:
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return [home.root / "models", base / "agentd" / "models", Path.home() / "models"]
+
+
+def model_use(home: Home, name: str, backend: str | None) -> Iterator[str]:
+    """Swap the model: config (comments kept) + one commit, engine restarted, a self-test request."""
+    from agentd.wiring import build_registry
+
+    old = load_config(home.root)
+    new_backend = backend or old.engine.backend
+    with home.lock(purpose="model use"):
+        home.absorb_person_edits()
+        text, _ = cfg.set_value(home.root, "engine.model", json_scalar(name))
+        atomic_write(home.root / cfg.CONFIG_FILE, text)
+        if backend:
+            text, _ = cfg.set_value(home.root, "engine.backend", backend)
+            atomic_write(home.root / cfg.CONFIG_FILE, text)
+        sha = home.commit(
+            f"model: {old.engine.backend}:{old.engine.model} → {new_backend}:{name}",
+            identity=home.person_identity(),
+            paths=[cfg.CONFIG_FILE],
+        )
+    yield f"agent.yaml updated ({sha[:8] if sha else 'unchanged'}): {old.engine.backend}:{old.engine.model} → {new_backend}:{name}"
+    if daemon.read_state(home) is not None:
+        yield "the daemon picks the change up and restarts its engine"
+        return
+    config = load_config(home.root)
+    old_sup = make_supervisor(home, old)
+    if old_sup.adopt() is not None:
+        old_sup.stop()
+        yield "stopped the previous engine"
+    sup = make_supervisor(home, config)
+    info = sup.start()
+    yield f"engine running: {info.model} at {info.url} (pid {info.pid})"
+    try:
+        yield self_test(sup.client(), config.engine.tool_calling, build_registry().schemas())
+    finally:
+        sup.stop()
+
+
+def json_scalar(value: str) -> str:
+    """Quote a value for YAML so paths and names stay strings."""
+    import json
+
+    return json.dumps(value)
+
+
+def self_test(client: Any, tool_calling: str, schemas: list[dict[str, Any]]) -> str:
+    """One request with a tool schema; reports whether the model produced a usable call."""
+    import json
+
+    messages = [
+        {"role": "system", "content": "You are a test. Use the reply tool."},
+        {"role": "user", "content": "Say hello with the reply tool."},
+    ]
+    reply_schema = next(s for s in schemas if s["function"]["name"] == "reply")
+    try:
+        if tool_calling == "native":
+            r = client.chat(messages, tools=[reply_schema], tool_choice="auto", max_tokens=64)
+            ok = any(c.name == "reply" for c in r.tool_calls)
+            got = r.tool_calls[0].arguments if r.tool_calls else r.content
+        else:
+            schema = {"type": "object", "properties": {"tool": {"type": "string", "enum": ["reply"]}, "arguments": reply_schema["function"]["parameters"]}, "required": ["tool", "arguments"]}
+            r = client.chat(messages, response_format={"type": "json_schema", "json_schema": {"name": "action", "schema": schema}}, max_tokens=64)
+            got = r.content
+            try:
+                ok = json.loads(got).get("tool") == "reply"
+            except (json.JSONDecodeError, AttributeError):
+                ok = False
+    except Exception as e:  # noqa: BLE001 - any failure is the self-test's result
+        return f"self-test FAILED: {e}"
+    return f"self-test {'passed' if ok else 'FAILED'}: {got[:120]!r} ({r.usage.prompt_tokens} prompt tokens)"
+
+
+# ---------------------------------------------------------------------- memory and skills
+
+
+def search(home: Home, query: str, k: int) -> list[str]:
+    from memory.search import SearchIndex
+
+    index = SearchIndex(home.root)
+    index.update()
+    hits = index.search(query, k)
+    return [f"{h.path}:{h.line}: {h.snippet}" for h in hits] or ["no matches"]
+
+
+def reindex(home: Home) -> str:
+    from memory.search import SearchIndex
+
+    n = SearchIndex(home.root).rebuild()
+    return f"search index rebuilt ({n} files)"
+
+
+def skills_lines(home: Home) -> list[str]:
+    from agentd.skills import load_skills
+
+    s = load_skills(home.root)
+    lines = [f"{sk.name:20} {sk.source:9} {sk.description}" for sk in s.skills]
+    lines += [f"error: {e}" for e in s.errors]
+    return lines or ["no skills"]

@@ -19,6 +19,7 @@ from agentd.skills import load_skills
 from agentd.tools.base import Tool, ToolRegistry
 from agentd.tools.files import EditFileTool, ListFilesTool, ReadFileTool, WriteFileTool
 from agentd.tools.memory_tools import (
+    BriefingInputsTool,
     ForgetTool,
     KbCompileTool,
     KbLintTool,
@@ -80,6 +81,7 @@ def build_registry(engine: ChatEngine | None = None) -> ToolRegistry:
         ForgetTool(),
         MemorySearchTool(),
         ReadSkillTool(),
+        BriefingInputsTool(),
         KbCompileTool(engine),
         KbLintTool(),
     ]

@@ -1,0 +1,126 @@
+"""Bad input, fuzzed: agent.yaml, inbox files and model tool calls never crash agentd.
+
+Each either works or fails with a clear error that names the file and line;
+the last good state is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agentd.config import Config, load_config, parse_document, validate
+from agentd.errors import ConfigError
+from agentd.events import Event
+from agentd.home import Home, init_home
+from agentd.inbox import read_message
+from agentd.tools.base import ToolContext
+from agentd.wiring import build_registry
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
+    return init_home(tmp_path_factory.mktemp("fuzz") / "home")
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False), st.text(max_size=20))
+yaml_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(string.ascii_lowercase + "_.", min_size=1, max_size=12), inner, max_size=4)), max_leaves=12)
+known_keys = st.sampled_from(
+    ["name", "timezone", "engine", "heartbeat", "budgets", "shell", "files", "secrets", "engine.backend", "heartbeat.every", "budgets.max_steps", "shell.mode", "shell.deny"]
+)
+
+
+@FUZZ
+@given(doc=st.dictionaries(st.one_of(known_keys, st.text(min_size=1, max_size=10)), yaml_values, max_size=6))
+def test_agent_yaml_structures(doc: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -> None:
+    path = Path("agent.yaml")
+    text = json.dumps(doc)  # JSON is YAML: any structure, any types
+    try:
+        config = validate(parse_document(text, path), path)
+    except ConfigError as e:
+        assert str(e).startswith("agent.yaml")
+        assert e.message
+    else:
+        assert isinstance(config, Config)
+
+
+@FUZZ
+@given(text=st.text(max_size=400))
+def test_agent_yaml_arbitrary_text(text: str) -> None:
+    path = Path("agent.yaml")
+    try:
+        validate(parse_document(text, path), path)
+    except ConfigError as e:
+        assert str(e).startswith("agent.yaml")
+
+
+def test_bad_agent_yaml_keeps_file_and_names_line(shared_home: Home) -> None:
+    path = shared_home.root / "agent.yaml"
+    good = path.read_text()
+    path.write_text(good.replace("max_steps: 8", "max_steps: many"))
+    with pytest.raises(ConfigError) as err:
+        load_config(shared_home.root)
+    line = next(i for i, ln in enumerate(path.read_text().splitlines(), 1) if "max_steps" in ln)
+    assert f"agent.yaml:{line}:" in str(err.value)
+    path.write_text(good)
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=3000), st.text(max_size=3000).map(lambda t: t.encode("utf-8", "surrogatepass"))))
+def test_inbox_files_always_become_events(data: bytes, shared_home: Home) -> None:
+    rel = "inbox/fuzz.bin"
+    (shared_home.root / rel).write_bytes(data)
+    event = read_message(shared_home, rel, NOW)
+    assert event is not None and event.kind == "message" and event.text.strip()
+    assert len(event.text) <= 21_000
+
+
+def test_huge_and_empty_inbox_files(shared_home: Home) -> None:
+    (shared_home.root / "inbox/huge.md").write_bytes(b"x" * 5_000_000)
+    ev = read_message(shared_home, "inbox/huge.md", NOW)
+    assert ev is not None and "truncated" in ev.text and len(ev.text) < 21_000
+    (shared_home.root / "inbox/empty.md").write_bytes(b"")
+    ev = read_message(shared_home, "inbox/empty.md", NOW)
+    assert ev is not None and ev.text == "(an empty message)"
+    (shared_home.root / "inbox/latin1.md").write_bytes("café".encode("latin-1"))
+    ev = read_message(shared_home, "inbox/latin1.md", NOW)
+    assert ev is not None and "not valid UTF-8" in ev.text
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=30)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=8,
+)
+
+
+@FUZZ
+@given(
+    name=st.one_of(st.sampled_from(["read_file", "write_file", "edit_file", "list_files", "remember", "forget", "memory_search", "read_skill", "reply", "done"]), st.text(max_size=12)),
+    args=st.one_of(json_values, st.text(max_size=200)),
+)
+def test_model_tool_calls_never_crash(name: str, args: object, shared_home: Home) -> None:
+    registry = build_registry()
+    config = load_config(shared_home.root)
+    ctx = ToolContext(shared_home, config, Event("message", "fuzz", NOW), "fuzz")
+    arguments = args if isinstance(args, str) else json.dumps(args)
+    outcome = registry.execute(ctx, name, arguments)
+    assert isinstance(outcome.text, str)
+    if not outcome.ok:
+        assert outcome.text.startswith("error:")
+
+
+def test_huge_tool_arguments(shared_home: Home) -> None:
+    registry = build_registry()
+    ctx = ToolContext(shared_home, load_config(shared_home.root), Event("message", "x", NOW), "w")
+    out = registry.execute(ctx, "read_file", json.dumps({"path": "a" * 100_000}))
+    assert not out.ok and out.text.startswith("error:")
