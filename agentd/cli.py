@@ -130,7 +130,7 @@ def status(c: Context, as_json: bool) -> None:
         return
     click.echo(f"home      {report['home']}")
     d = report["daemon"]
-    click.echo(f"daemon    {'running, pid %s, up %s' % (d['pid'], d['uptime']) if d else 'not running'}")
+    click.echo(f"daemon    {'running, pid {}, up {}'.format(d['pid'], d['uptime']) if d else 'not running'}")
     e = report["engine"]
     click.echo(f"engine    {ops_engine_line(e)}")
     for run in report["next_runs"]:

@@ -460,8 +460,8 @@ class Daemon:
             path = self.home.root / "CRON.md"
             text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
             parsed = parse_cron_md(text, path)
-            for err in parsed.errors:
-                self._bad_edit(err)
+            for cron_err in parsed.errors:
+                self._bad_edit(cron_err)
             # A bad edit keeps the last good schedule: jobs that parse take effect,
             # the rest of the previous schedule stays until the file is valid again.
             good = {j.slug: j for j in parsed.jobs}

@@ -499,8 +499,8 @@ class WriteAheadLog:
                     done.append(f"undid unfinished write to {rec['path']}")
             elif rec["op"] == "move":
                 src, dst = home.root / rec["src"], home.root / rec["dst"]
-                committed = home.head_bytes(rec["dst"]) is not None and home.head_bytes(rec["src"]) is None
-                if not committed and dst.is_file() and not src.exists() and sha256(dst.read_bytes()) == rec["sha"]:
+                moved_in_head = home.head_bytes(rec["dst"]) is not None and home.head_bytes(rec["src"]) is None
+                if not moved_in_head and dst.is_file() and not src.exists() and sha256(dst.read_bytes()) == rec["sha"]:
                     src.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(dst, src)
                     done.append(f"moved {rec['dst']} back to {rec['src']}")

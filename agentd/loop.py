@@ -20,7 +20,12 @@ from agentd.tools.base import ToolContext, ToolOutcome, ToolRegistry
 from engine.errors import EngineError
 from engine.types import ChatEngine, ChatResult
 from memory import journal
-from memory.compaction import COMPACTION_INSTRUCTION, MEMORY_FLUSH_INSTRUCTION, bound_summary, write_compaction
+from memory.compaction import (
+    COMPACTION_INSTRUCTION,
+    MEMORY_FLUSH_INSTRUCTION,
+    bound_summary,
+    write_compaction,
+)
 
 MAX_REPLY_IN_COMMIT = 72
 
@@ -187,9 +192,9 @@ class Wake:
         self.budget.completion += result.usage.completion_tokens
         u = result.usage
         cause = request.check.cause
-        if cause is None and u.cached_tokens is not None and request.check.expected_cached:
-            if u.cached_tokens + 64 < 0.9 * request.check.expected_cached:
-                cause = "engine cache miss (evicted or restarted)"
+        expected = request.check.expected_cached
+        if cause is None and u.cached_tokens is not None and expected and u.cached_tokens + 64 < 0.9 * expected:
+            cause = "engine cache miss (evicted or restarted)"
         agent.ledger.record(
             Record(
                 trigger=self.event.label,

@@ -11,7 +11,13 @@ from typing import Any
 
 import httpx
 
-from engine.errors import EngineError, EngineHTTPError, EngineProtocolError, EngineTimeout, EngineUnavailable
+from engine.errors import (
+    EngineError,
+    EngineHTTPError,
+    EngineProtocolError,
+    EngineTimeout,
+    EngineUnavailable,
+)
 from engine.types import ChatResult, ToolCall, Usage
 
 
@@ -54,7 +60,7 @@ class OpenAIClient:
         api_key: str | None,
         model: str,
         *,
-        timeouts: Timeouts = Timeouts(),
+        timeouts: Timeouts | None = None,
         retries: int = 3,
         backoff: float = 0.5,
         session_key: str | None = None,
@@ -62,7 +68,7 @@ class OpenAIClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.timeouts = timeouts
+        self.timeouts = timeouts = timeouts or Timeouts()
         self.retries = retries
         self.backoff = backoff
         self.session_key = session_key

@@ -194,7 +194,7 @@ class Engine:
             finish = "stop"
             ttft = None
             for chunk in pieces:
-                choice = chunk["choices"][0]
+                choice: dict[str, Any] = chunk["choices"][0]  # type: ignore[index,assignment]
                 if choice.get("text"):
                     if ttft is None:
                         ttft = time.monotonic() - start

@@ -70,7 +70,7 @@ class EngineSupervisor:
         health_timeout: float = 180.0,
         max_restarts: int = 5,
         backoff: float = 1.0,
-        timeouts: Timeouts = Timeouts(),
+        timeouts: Timeouts | None = None,
     ) -> None:
         self.settings = settings
         self.runtime_dir = runtime_dir
@@ -78,7 +78,7 @@ class EngineSupervisor:
         self.health_timeout = health_timeout
         self.max_restarts = max_restarts
         self.backoff = backoff
-        self.timeouts = timeouts
+        self.timeouts = timeouts or Timeouts()
         self.info: EngineInfo | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self.on_event: Callable[[str, str], None] | None = None

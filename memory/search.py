@@ -39,7 +39,7 @@ def blob_id(data: bytes) -> str:
 
 def chunks(text: str) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
-    start, buf = 1, []
+    start, buf = 1, list[str]()
     for i, line in enumerate(text.split("\n"), 1):
         if buf and (line.startswith("#") or len(buf) >= CHUNK_LINES):
             out.append((start, "\n".join(buf)))

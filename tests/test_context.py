@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from agentd.config import load_config
 from agentd.context import ContextCompiler, build_prefix, normalize_text
@@ -12,7 +12,7 @@ from agentd.loop import wake
 from agentd.wiring import build_agent, build_registry
 from tests.doubles.scripted_engine import ScriptedEngine
 
-NOW = datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
 
 def reader(home: Home):  # type: ignore[no-untyped-def]

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from agentd.config import load_config
 from agentd.events import Event
@@ -16,7 +14,7 @@ from agentd.wiring import build_agent
 from engine.errors import EngineUnavailable
 from tests.doubles.scripted_engine import ScriptedEngine
 
-NOW = datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
 
 def make_agent(home: Home, engine: ScriptedEngine) -> Agent:

@@ -42,7 +42,7 @@ class ReadFileTool(Tool):
     name = "read_file"
     description = """Read a text file (the home, or a folder agent.yaml allows). Lines come numbered;
     long files come in windows: pass offset_line to read further."""
-    parameters: dict[str, Any] = {
+    parameters = {
         "type": "object",
         "properties": {
             "path": {"type": "string", "description": "Path relative to the home."},
@@ -73,7 +73,7 @@ class WriteFileTool(Tool):
     name = "write_file"
     description = """Create or replace a whole text file. Read an existing file first: a file
     someone changed since you read it is not overwritten."""
-    parameters: dict[str, Any] = {
+    parameters = {
         "type": "object",
         "properties": {
             "path": {"type": "string", "description": "Path relative to the home."},
@@ -98,7 +98,7 @@ class EditFileTool(Tool):
     name = "edit_file"
     description = """Replace one exact piece of text in a file with another. The old text must
     occur exactly once; include enough surrounding text to make it unique."""
-    parameters: dict[str, Any] = {
+    parameters = {
         "type": "object",
         "properties": {
             "path": {"type": "string", "description": "Path relative to the home."},
@@ -135,7 +135,7 @@ class ListFilesTool(Tool):
     name = "list_files"
     description = """List files under a folder of the home (recursively, sorted), optionally
     filtered by a glob pattern such as *.md."""
-    parameters: dict[str, Any] = {
+    parameters = {
         "type": "object",
         "properties": {
             "path": {"type": "string", "description": "Folder relative to the home (default: the home)."},

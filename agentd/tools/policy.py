@@ -151,9 +151,9 @@ def builtin_violation(argv: list[str]) -> tuple[str, str] | None:
         return "disk", "dd onto a device"
     if name in ("shutdown", "reboot", "halt", "poweroff") or (name in ("init", "telinit") and args[:1] in (["0"], ["6"])) or (name == "systemctl" and args[:1] and args[0] in ("poweroff", "reboot", "halt")):
         return "power", f"{name} stops the machine"
-    if name in ("chmod", "chown", "chgrp") and any(a in ("-R", "--recursive") or (a.startswith("-") and "R" in a) for a in args):
-        if any(a.rstrip("/") in ("", "/home", "/root") or a == "/" or _under_system_path(a) for a in args if not a.startswith("-")):
-            return "system-write", f"recursive {name} on a system path"
+    recursive = any(a in ("-R", "--recursive") or (a.startswith("-") and "R" in a) for a in args)
+    if name in ("chmod", "chown", "chgrp") and recursive and any(a.rstrip("/") in ("", "/home", "/root") or a == "/" or _under_system_path(a) for a in args if not a.startswith("-")):
+        return "system-write", f"recursive {name} on a system path"
     if name in ("tee", "cp", "mv", "install", "ln", "truncate", "rsync") and any(_under_system_path(a) for a in args if not a.startswith("-")):
         return "system-write", f"{name} writes under a system path"
     if name == "git":

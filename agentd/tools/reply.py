@@ -11,7 +11,7 @@ class ReplyTool(Tool):
     name = "reply"
     description = """Answer the person. The text is delivered to them (outbox/ and the
     terminal) and ends this wake. Use it once, when you have the answer."""
-    parameters: dict[str, Any] = {
+    parameters = {
         "type": "object",
         "properties": {"text": {"type": "string", "description": "Your answer, in Markdown."}},
         "required": ["text"],
@@ -27,7 +27,7 @@ class DoneTool(Tool):
     name = "done"
     description = """Finish this wake without a message to the person, with a one-line
     summary of what you did. On a heartbeat with nothing to do, the summary is HEARTBEAT_OK."""
-    parameters: dict[str, Any] = {
+    parameters = {
         "type": "object",
         "properties": {"summary": {"type": "string", "description": "One line: what this wake did."}},
         "required": ["summary"],

@@ -77,7 +77,7 @@ def run_command(command: str, *, cwd: Path, timeout: float, env_names: tuple[str
         nonlocal size
         assert proc.stdout is not None
         while True:
-            data = proc.stdout.read1(65536)
+            data = proc.stdout.read1(65536)  # type: ignore[attr-defined]
             if not data:
                 return
             if size < FLOOD_BYTES:
@@ -125,7 +125,7 @@ class ShellTool(Tool):
     allowed in agent.yaml). Returns the exit code and the output (long output is cut to its head
     and tail; the rest is saved to a file whose path is given). Commands that could harm the
     machine are refused; some may wait for the person's approval."""
-    parameters: dict[str, Any] = {
+    parameters = {
         "type": "object",
         "properties": {
             "command": {"type": "string", "description": "The command line, run with bash -c."},
