@@ -334,4 +334,6 @@ class ContextCompiler:
             lines.append("Changed in the home since the last wake: " + ", ".join(changes))
         lines.append("")
         lines.append(event.text.strip() or "(empty)")
+        if event.kind == "message":
+            lines += ["", "(Answer the person with the reply tool.)"]
         return {"role": "user", "content": "\n".join(lines)}

@@ -28,6 +28,7 @@ from memory.compaction import (
 )
 
 MAX_REPLY_IN_COMMIT = 72
+STEP_MAX_TOKENS = 768  # one action; a model stuck repeating itself stops here, not at the wake budget
 
 
 @dataclass
@@ -139,6 +140,9 @@ class Wake:
             if stop:
                 self.result.status = "budget"
                 self.result.error = stop
+                if self.event.kind == "message" and self.result.reply is None:
+                    # The person asked something: they hear that no answer came, and why.
+                    self.result.reply = f"(I could not finish an answer: {stop}. What I did is in the journal.)"
                 return
             result = self._call(session)
             turn = _parse_turn(result, tool_calling)
@@ -175,7 +179,7 @@ class Wake:
         request: Request = agent.compiler.render(session, self.pending)
         tool_calling = agent.config.engine.tool_calling
         kwargs: dict[str, Any] = {
-            "max_tokens": min(1024, self.budget.max_completion - self.budget.completion),
+            "max_tokens": min(STEP_MAX_TOKENS, self.budget.max_completion - self.budget.completion),
             "temperature": 0.0,
             "extra_body": agent.extra_body,
         }
@@ -186,8 +190,9 @@ class Wake:
                 "type": "json_schema",
                 "json_schema": {"name": "action", "schema": agent.registry.action_schema()},
             }
-        stream = self.on_delta is not None and tool_calling == "native"
-        result = agent.engine.chat(request.messages, stream=stream, on_delta=self.on_delta if stream else None, **kwargs)
+        # Always streamed: the engine's time to first token is measured, not guessed.
+        on_delta = self.on_delta if tool_calling == "native" else None
+        result = agent.engine.chat(request.messages, stream=True, on_delta=on_delta, **kwargs)
         self.budget.steps += 1
         self.budget.completion += result.usage.completion_tokens
         u = result.usage

@@ -42,6 +42,17 @@ class BadRequest(Exception):
     pass
 
 
+def grammar_schema(schema: Any) -> Any:
+    """The schema without ``maxLength``/``minLength``: llama.cpp expands a bounded string into
+    one nested rule per character, and a few hundred of them crash its grammar parser.
+    Length stays bounded by max_tokens; the caller validates lengths."""
+    if isinstance(schema, dict):
+        return {k: grammar_schema(v) for k, v in schema.items() if k not in ("maxLength", "minLength")}
+    if isinstance(schema, list):
+        return [grammar_schema(v) for v in schema]
+    return schema
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -169,7 +180,7 @@ class Engine:
             schema = (fmt.get("json_schema") or {}).get("schema")
             if not isinstance(schema, dict):
                 raise BadRequest("response_format.json_schema.schema: expected a JSON schema object")
-            grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(grammar_schema(schema)), verbose=False)
         elif fmt.get("type") == "json_object":
             grammar = llama_cpp.LlamaGrammar.from_string(llama_cpp.llama_grammar.JSON_GBNF, verbose=False)
         max_tokens = int(body.get("max_tokens") or 512)

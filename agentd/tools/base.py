@@ -96,6 +96,8 @@ def check_arguments(schema: dict[str, Any], args: Any) -> str | None:
             )
             if not ok:
                 return f"argument {key!r} must be of type {typ}"
+        if isinstance(value, str) and len(value) > spec.get("maxLength", len(value)):
+            return f"argument {key!r} is longer than {spec['maxLength']} characters"
         if "enum" in spec and value not in spec["enum"]:
             return f"argument {key!r} must be one of {spec['enum']}"
     return None

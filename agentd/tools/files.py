@@ -45,7 +45,7 @@ class ReadFileTool(Tool):
     parameters = {
         "type": "object",
         "properties": {
-            "path": {"type": "string", "description": "Path relative to the home."},
+            "path": {"type": "string", "maxLength": 300, "description": "Path relative to the home."},
             "offset_line": {"type": "integer", "description": "First line to show (1-based)."},
             "max_lines": {"type": "integer", "description": f"How many lines (at most {MAX_READ_LINES})."},
         },
@@ -76,7 +76,7 @@ class WriteFileTool(Tool):
     parameters = {
         "type": "object",
         "properties": {
-            "path": {"type": "string", "description": "Path relative to the home."},
+            "path": {"type": "string", "maxLength": 300, "description": "Path relative to the home."},
             "content": {"type": "string", "description": "The complete new content."},
         },
         "required": ["path", "content"],
@@ -101,7 +101,7 @@ class EditFileTool(Tool):
     parameters = {
         "type": "object",
         "properties": {
-            "path": {"type": "string", "description": "Path relative to the home."},
+            "path": {"type": "string", "maxLength": 300, "description": "Path relative to the home."},
             "old": {"type": "string", "description": "The exact text to replace."},
             "new": {"type": "string", "description": "The text to put in its place."},
         },
@@ -138,8 +138,8 @@ class ListFilesTool(Tool):
     parameters = {
         "type": "object",
         "properties": {
-            "path": {"type": "string", "description": "Folder relative to the home (default: the home)."},
-            "pattern": {"type": "string", "description": "Glob on file names, e.g. *.md"},
+            "path": {"type": "string", "maxLength": 300, "description": "Folder relative to the home (default: the home)."},
+            "pattern": {"type": "string", "maxLength": 100, "description": "Glob on file names, e.g. *.md"},
         },
         "additionalProperties": False,
     }

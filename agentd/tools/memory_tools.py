@@ -22,8 +22,8 @@ class RememberTool(Tool):
     description = """Save a fact for the long term: it goes into memory/topics/<topic>.md and
     MEMORY.md keeps a one-line index entry for the topic. Use it for anything you must
     still know after this conversation is gone."""
-    parameters = _obj({"topic": {"type": "string", "description": "A short topic name, e.g. 'plants'."},
-                       "fact": {"type": "string", "description": "One fact, one line."}}, ["topic", "fact"])
+    parameters = _obj({"topic": {"type": "string", "maxLength": 80, "description": "A short topic name, e.g. 'plants'."},
+                       "fact": {"type": "string", "maxLength": 500, "description": "One fact, one line."}}, ["topic", "fact"])
 
     def run(self, ctx: ToolContext, **args: Any) -> str:
         try:
@@ -39,7 +39,7 @@ class ForgetTool(Tool):
     name = "forget"
     description = """Remove facts containing the given text from a memory topic (when the person
     asks you to forget something, or a fact is wrong)."""
-    parameters = _obj({"topic": {"type": "string"}, "fact": {"type": "string", "description": "Text the fact contains."}}, ["topic", "fact"])
+    parameters = _obj({"topic": {"type": "string", "maxLength": 80}, "fact": {"type": "string", "maxLength": 500, "description": "Text the fact contains."}}, ["topic", "fact"])
 
     def run(self, ctx: ToolContext, **args: Any) -> str:
         try:
@@ -55,7 +55,7 @@ class MemorySearchTool(Tool):
     name = "memory_search"
     description = """Full-text search over every Markdown file in the home (journal, memory,
     notes, wiki). Returns path:line: snippet, best first."""
-    parameters = _obj({"query": {"type": "string"}, "k": {"type": "integer", "description": "How many hits (default 8)."}}, ["query"])
+    parameters = _obj({"query": {"type": "string", "maxLength": 200}, "k": {"type": "integer", "description": "How many hits (default 8)."}}, ["query"])
 
     def run(self, ctx: ToolContext, **args: Any) -> str:
         index = SearchIndex(ctx.home.root)
@@ -68,7 +68,7 @@ class ReadSkillTool(Tool):
     name = "read_skill"
     description = """Read a skill's full instructions (the skills index in your context has only
     names and descriptions). Scripts of the skill are in the folder given."""
-    parameters = _obj({"name": {"type": "string"}}, ["name"])
+    parameters = _obj({"name": {"type": "string", "maxLength": 64}}, ["name"])
 
     def run(self, ctx: ToolContext, **args: Any) -> str:
         skills = load_skills(ctx.home.root)

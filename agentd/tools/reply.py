@@ -29,7 +29,7 @@ class DoneTool(Tool):
     summary of what you did. On a heartbeat with nothing to do, the summary is HEARTBEAT_OK."""
     parameters = {
         "type": "object",
-        "properties": {"summary": {"type": "string", "description": "One line: what this wake did."}},
+        "properties": {"summary": {"type": "string", "maxLength": 300, "description": "One line: what this wake did."}},
         "required": ["summary"],
         "additionalProperties": False,
     }

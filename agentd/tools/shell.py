@@ -128,8 +128,8 @@ class ShellTool(Tool):
     parameters = {
         "type": "object",
         "properties": {
-            "command": {"type": "string", "description": "The command line, run with bash -c."},
-            "workdir": {"type": "string", "description": "Optional working directory (default: the home)."},
+            "command": {"type": "string", "maxLength": 2000, "description": "The command line, run with bash -c."},
+            "workdir": {"type": "string", "maxLength": 300, "description": "Optional working directory (default: the home)."},
             "timeout": {"type": "number", "description": "Optional seconds before the command is killed."},
         },
         "required": ["command"],
