@@ -28,7 +28,7 @@ from memory.compaction import (
 )
 
 MAX_REPLY_IN_COMMIT = 72
-STEP_MAX_TOKENS = 768  # one action; a model stuck repeating itself stops here, not at the wake budget
+STEP_MAX_TOKENS = 512  # one action; a model stuck repeating itself stops here, not at the wake budget
 
 
 @dataclass

@@ -52,6 +52,11 @@ def parse_heartbeat_md(text: str, path: Path | str) -> HeartbeatPlan:
         if line.startswith("#"):
             in_checks = line.lstrip("#").strip().lower() == "checks"
             continue
+        task = _TASK.match(line)
+        if task:  # a checkbox is an item wherever it stands, never a check
+            if task.group(1) == " " and task.group(2).strip():
+                plan.open_items.append(Item(task.group(2).strip(), i))
+            continue
         if in_checks:
             if not line.strip() or not re.match(r"^\s*[-*+]\s", line):
                 continue
@@ -61,7 +66,4 @@ def parse_heartbeat_md(text: str, path: Path | str) -> HeartbeatPlan:
             else:
                 plan.errors.append(SourceError(path, i, "a check is a bullet with a command in backticks, e.g. - `git status --porcelain`"))
             continue
-        m = _TASK.match(line)
-        if m and m.group(1) == " " and m.group(2).strip():
-            plan.open_items.append(Item(m.group(2).strip(), i))
     return plan
