@@ -1,0 +1,34 @@
+"""The real embedded engine (llama.cpp + SmolLM2-135M-Instruct), started once per session by the supervisor."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.supervisor import EngineSupervisor
+from engine.types import EngineSettings
+
+
+def have_embedded_engine() -> bool:
+    if importlib.util.find_spec("llama_cpp") is None:
+        return False
+    try:
+        from engine.models import find_smollm2_gguf
+
+        find_smollm2_gguf()
+    except Exception:  # noqa: BLE001 - any failure means "not installed"
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def real_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineSupervisor]:
+    if not have_embedded_engine():
+        pytest.skip("the embedded engine is not installed (pip install -e '.[cpu]')")
+    sup = EngineSupervisor(EngineSettings("llamacpp", "smollm2", options={"n_ctx": 4096}), tmp_path_factory.mktemp("engine-rt"), backoff=0.2)
+    sup.start()
+    yield sup
+    sup.stop()

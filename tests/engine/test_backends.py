@@ -1,0 +1,77 @@
+"""Backends without a GPU: the exact vLLM command line, metrics parsing, missing extras, model files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine import backends
+from engine.backends import LlamaCppBackend, OpenAIBackend, VllmBackend, backend_for
+from engine.errors import BackendMissing
+from engine.metrics import prefix_cache_counters
+from engine.models import resolve_gguf
+from engine.types import EngineSettings
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_vllm_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(VllmBackend, "command", lambda self: ["vllm"])
+    settings = EngineSettings(
+        backend="vllm",
+        model="Qwen/Qwen2.5-7B-Instruct",
+        options={"tool_call_parser": "hermes", "max_model_len": 32768, "gpu_memory_utilization": 0.85, "kv_offloading_size": 16, "extra_args": ["--seed", "1"]},
+    )
+    spec = VllmBackend().launch_spec(settings, 8123, "secret-key")
+    assert spec.argv == [
+        "vllm", "serve", "Qwen/Qwen2.5-7B-Instruct", "--host", "127.0.0.1", "--port", "8123",
+        "--enable-prefix-caching", "--enable-prompt-tokens-details",
+        "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+        "--max-model-len", "32768", "--gpu-memory-utilization", "0.85", "--kv-offloading-size", "16",
+        "--seed", "1",
+    ]
+    assert "secret-key" not in " ".join(spec.argv)
+    assert spec.env == {"VLLM_API_KEY": "secret-key"}
+
+
+def test_vllm_refuses_sleep_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(VllmBackend, "command", lambda self: ["vllm"])
+    with pytest.raises(BackendMissing, match="sleep mode"):
+        VllmBackend().launch_spec(EngineSettings("vllm", "m", options={"extra_args": ["--enable-sleep-mode"]}), 1, "k")
+
+
+def test_vllm_missing_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends.shutil, "which", lambda name: None)
+    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(BackendMissing, match=r"pip install 'agentd\[vllm\]'"):
+        VllmBackend().launch_spec(EngineSettings("vllm", "m"), 1, "k")
+
+
+def test_vllm_metrics_sample() -> None:
+    counters = prefix_cache_counters((DATA / "vllm_metrics.txt").read_text())
+    assert counters["prefix_cache_queries_tokens"] == 184320
+    assert counters["prefix_cache_hits_tokens"] == 176128
+    assert counters["prefix_cache_hit_rate"] == round(176128 / 184320, 4)
+    assert counters["kv_cache_usage"] == 0.0421 and counters["preemptions"] == 0
+    assert counters["cache_config"] == {"block_size": "16", "enable_prefix_caching": "True", "prefix_caching_hash_algo": "sha256", "num_gpu_blocks": "27538"}
+
+
+def test_openai_backend_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = EngineSettings("openai", "gpt", url="http://127.0.0.1:9/v1", api_key_env="MY_KEY")
+    with pytest.raises(BackendMissing, match="MY_KEY"):
+        OpenAIBackend().url_and_key(s)
+    monkeypatch.setenv("MY_KEY", "k")
+    assert OpenAIBackend().url_and_key(s) == ("http://127.0.0.1:9/v1", "k")
+    assert not backend_for(s).supervised
+
+
+def test_model_resolution(tmp_path: Path) -> None:
+    (tmp_path / "tiny.gguf").write_bytes(b"GGUF")
+    assert resolve_gguf("tiny", [tmp_path]) == tmp_path / "tiny.gguf"
+    assert resolve_gguf(str(tmp_path / "tiny.gguf")) == tmp_path / "tiny.gguf"
+    with pytest.raises(BackendMissing, match="available: tiny.gguf"):
+        resolve_gguf("nope", [tmp_path])
+    with pytest.raises(BackendMissing, match="unknown engine backend"):
+        backend_for(EngineSettings("tgi", "m"))
+    assert isinstance(backend_for(EngineSettings("llamacpp", "smollm2")), LlamaCppBackend)
