@@ -39,7 +39,7 @@ class CronJob:
 
     def trigger(self, default_tz: tzinfo) -> CronTrigger:
         tz = ZoneInfo(self.timezone) if self.timezone else default_tz
-        return CronTrigger.from_crontab(self.expr, timezone=tz)
+        return crontab_trigger(self.expr, tz)
 
     def next_run(self, after: datetime, default_tz: tzinfo) -> datetime | None:
         fire: datetime | None = self.trigger(default_tz).get_next_fire_time(None, after)
@@ -50,6 +50,41 @@ class CronJob:
 class CronParse:
     jobs: list[CronJob] = field(default_factory=list)
     errors: list[CronError] = field(default_factory=list)
+
+
+DAY_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+
+
+def crontab_weekdays(field: str) -> str:
+    """Crontab weekdays (0 or 7 = Sunday, 1 = Monday) as APScheduler day names.
+
+    APScheduler 3 counts 0 as Monday, so ``from_crontab("0 8 * * 1-5")`` would run
+    Tuesday to Saturday; numbers are expanded to names here.
+    """
+    if not re.search(r"\d", field):
+        return field
+    days: set[int] = set()
+    for part in field.split(","):
+        rng, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if rng == "*":
+            lo, hi = 0, 6
+        elif "-" in rng:
+            a, b = rng.split("-", 1)
+            lo, hi = int(a), int(b)
+        else:
+            lo = hi = int(rng)
+            if step_text:
+                hi = 7
+        if not (0 <= lo <= 7 and 0 <= hi <= 7 and lo <= hi) or step < 1:
+            raise ValueError(f"day of week {part!r}: use 0-7 (0 and 7 are Sunday) or mon-sun")
+        days.update(d % 7 for d in range(lo, hi + 1, step))
+    return ",".join(DAY_NAMES[d] for d in sorted(days))
+
+
+def crontab_trigger(expr: str, tz: tzinfo | None = None) -> CronTrigger:
+    minute, hour, day, month, dow = expr.split()
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=crontab_weekdays(dow), timezone=tz)
 
 
 def slugify(name: str) -> str:
@@ -90,7 +125,7 @@ def parse_cron_md(text: str, path: Path | str) -> CronParse:
             out.errors.append(CronError(path, expr_line, f"job {name!r}: expected a 5-field cron expression (minute hour day month weekday), got {expr_text.strip()!r}"))
             continue
         try:
-            CronTrigger.from_crontab(expr)
+            crontab_trigger(expr)
         except ValueError as e:
             out.errors.append(CronError(path, expr_line, f"job {name!r}: bad cron expression {expr!r}: {e}"))
             continue
