@@ -157,7 +157,7 @@ class Wake:
             ended = False
             for name, arguments, call_id in turn.calls:
                 outcome = self.agent.registry.execute(self.ctx, name, arguments)
-                self.result.actions.append(self._describe(name, arguments, outcome))
+                self.result.actions.append(self.agent.mask(self._describe(name, arguments, outcome)))
                 self.pending.append(_result_message(outcome, call_id, tool_calling))
                 if outcome.ends_wake:
                     ended = True
