@@ -25,7 +25,7 @@ def test_shell_output_is_masked(home: Home, monkeypatch: pytest.MonkeyPatch) -> 
     agent = build_agent(home, load_config(home.root), engine, clock=lambda: datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
     (home.root / "inbox/m.md").write_text("show me\n")
     wake(agent, Event("message", "show me", datetime(2026, 11, 22, 9, 0, tzinfo=UTC), name="m", source="inbox/m.md"))
-    sent = str(engine.requests[1]["messages"])
+    sent = str(engine.requests[1]["messages"][-1]["content"])  # the tool result, as the engine saw it
     assert "dt-91f0c3a7e2b4" not in sent and "AKIAIOSFODNN7EXAMPLE" not in sent
     assert "[REDACTED:$DEPLOY_TOKEN]" in sent
     assert "dt-91f0c3a7e2b4" not in home.repo.git.log("-p", "--all")
