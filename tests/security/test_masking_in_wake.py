@@ -16,8 +16,12 @@ from tests.doubles.scripted_engine import ScriptedEngine
 
 def test_shell_output_is_masked(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEPLOY_TOKEN", "dt-91f0c3a7e2b4")
-    path = home.root / "agent.yaml"
-    path.write_text(path.read_text().replace("secrets:\n  env: []", "secrets:\n  env: [DEPLOY_TOKEN]").replace("  env: []                   # environment", "  env: [DEPLOY_TOKEN]       # environment"))
+    from agentd.config import set_value
+
+    text, _ = set_value(home.root, "secrets.env", "[DEPLOY_TOKEN]")
+    (home.root / "agent.yaml").write_text(text)
+    text, _ = set_value(home.root, "shell.env", "[DEPLOY_TOKEN]")
+    (home.root / "agent.yaml").write_text(text)
     home.absorb_person_edits()
     engine = ScriptedEngine()
     engine.enqueue_action("shell", command="echo token=$DEPLOY_TOKEN; echo AKIAIOSFODNN7EXAMPLE")
