@@ -88,4 +88,10 @@ class SecretGuard:
             text = text.replace(value, f"[REDACTED:${name}]")
         for kind, pattern in PATTERNS:
             text = pattern.sub(f"[REDACTED:{kind}]", text)
-        return ASSIGNMENT.sub(lambda m: m.group(0) if entropy(m.group(2)) < 3.5 else m.group(0).replace(m.group(2), "[REDACTED]"), text)
+        def assignment(m: re.Match[str]) -> str:
+            value = m.group(2)
+            if value.startswith("[REDACTED") or entropy(value) < 3.5:
+                return m.group(0)  # masking twice changes nothing
+            return m.group(0).replace(value, "[REDACTED]")
+
+        return ASSIGNMENT.sub(assignment, text)
