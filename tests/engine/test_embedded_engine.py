@@ -97,7 +97,6 @@ def test_kill9_is_followed_by_restart(real_engine: EngineSupervisor) -> None:
 
 def test_stop_leaves_no_process(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from engine.types import EngineSettings
-
     from tests.engine.conftest import have_embedded_engine
 
     if not have_embedded_engine():
