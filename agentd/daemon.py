@@ -298,7 +298,7 @@ class Daemon:
             if self.worker is not None and self.worker.is_alive():
                 self.stop_event.wait(self.poll_s)
                 continue
-            if self.need_warmup and self.agent is not None:
+            if self.need_warmup and self.agent is not None and not self.stop_event.is_set():
                 reason, self.need_warmup = self.need_warmup, None
                 self._warm(reason)
             item = self.queue.get(self.poll_s)

@@ -254,7 +254,13 @@ class Home:
         """The agent's write: stale-write guard, write-ahead note, atomic write."""
         r = self.rel(rel)
         if guard:
-            self.check_fresh(r)
+            try:
+                self.check_fresh(r)
+            except StaleWriteError:
+                # The other version is someone's edit: it goes into history as theirs, now.
+                if self._holding_lock and (self.root / r).is_file():
+                    self.commit(f"person: edited {r} during a wake", identity=self.person_identity(), paths=[r])
+                raise
         wal = WriteAheadLog(self.runtime)
         wal.intend(r, sha256(data))
         atomic_write(self.root / r, data)

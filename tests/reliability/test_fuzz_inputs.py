@@ -124,3 +124,55 @@ def test_huge_tool_arguments(shared_home: Home) -> None:
     ctx = ToolContext(shared_home, load_config(shared_home.root), Event("message", "x", NOW), "w")
     out = registry.execute(ctx, "read_file", json.dumps({"path": "a" * 100_000}))
     assert not out.ok and out.text.startswith("error:")
+
+
+md_lines = st.lists(
+    st.one_of(
+        st.sampled_from(["## Job", "## ", "`0 8 * * *`", "0 8 * * 1-5 Europe/Berlin", "`61 * * * *`", "* * *", "<!--", "-->", "- [ ] item", "- [x] done", "## Checks", "- `ls`", "- `unterminated", "```", ""]),
+        st.text(max_size=40),
+    ),
+    max_size=30,
+)
+
+
+@FUZZ
+@given(lines=md_lines)
+def test_cron_md_never_crashes(lines: list[str]) -> None:
+    from scheduler.cron import parse_cron_md
+
+    text = "\n".join(lines)
+    parsed = parse_cron_md(text, "CRON.md")
+    n = len(text.split("\n"))
+    for err in parsed.errors:
+        assert str(err).startswith("CRON.md:") and err.line is not None and 1 <= err.line <= n
+    for job in parsed.jobs:
+        assert job.instruction and len(job.expr.split()) == 5
+
+
+@FUZZ
+@given(lines=md_lines)
+def test_heartbeat_md_never_crashes(lines: list[str]) -> None:
+    from scheduler.heartbeat import parse_heartbeat_md
+
+    text = "\n".join(lines)
+    plan = parse_heartbeat_md(text, "HEARTBEAT.md")
+    n = len(text.split("\n"))
+    assert all(1 <= e.line <= n for e in plan.errors if e.line)  # type: ignore[operator]
+    assert all(c.command for c in plan.checks)
+
+
+@FUZZ
+@given(front=st.one_of(st.text(max_size=200), st.dictionaries(st.sampled_from(["name", "description", "when", "x"]), st.one_of(st.text(max_size=20), st.integers(), st.lists(st.text(max_size=5), max_size=2)), max_size=4).map(json.dumps)))
+def test_skill_front_matter_never_crashes(front: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from agentd.errors import FrontMatterError
+    from agentd.skills import load_skill
+
+    folder = tmp_path_factory.mktemp("skills") / "s1"
+    folder.mkdir()
+    (folder / "SKILL.md").write_text(f"---\n{front}\n---\nbody\n")
+    try:
+        skill = load_skill(folder, "home")
+    except FrontMatterError as e:
+        assert "SKILL.md:" in str(e)
+    else:
+        assert skill.name == "s1" and skill.description
