@@ -325,13 +325,16 @@ class Home:
         paths: list[str] | None = None,
         all_changes: bool = False,
         trailers: dict[str, str] | None = None,
+        exclude: list[str] | None = None,
     ) -> str | None:
-        """Stage ``paths`` (or every change) and commit; returns the sha, or None if nothing changed."""
+        """Stage ``paths`` (or every change but ``exclude``) and commit; returns the sha, or None if nothing changed."""
         self._clear_stale_index_lock()
         if all_changes or paths is None:
             self.repo.git.add("-A")
         elif paths:
             self.repo.git.add("-A", "--", *paths)
+        if exclude:
+            self.repo.git.reset("-q", "--", *exclude)
         staged = self.repo.git.diff("--cached", "--name-only", "-z").split("\0")
         staged = [p for p in staged if p]
         if not staged:
@@ -365,14 +368,17 @@ class Home:
             return FALLBACK_PERSON
         return Identity(name, email)
 
-    def absorb_person_edits(self) -> str | None:
-        """Commit whatever the person changed since the last commit, as the person."""
-        dirty = self.dirty_paths()
+    def absorb_person_edits(self, exclude: list[str] | None = None) -> str | None:
+        """Commit whatever the person changed since the last commit, as the person.
+
+        ``exclude``: paths left for the coming wake's commit (the message that woke it).
+        """
+        dirty = [p for p in self.dirty_paths() if p not in (exclude or [])]
         if not dirty:
             return None
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
         verb = "edited" if all((self.root / p).exists() for p in dirty) else "changed"
-        return self.commit(f"person: {verb} {shown}", identity=self.person_identity(), all_changes=True)
+        return self.commit(f"person: {verb} {shown}", identity=self.person_identity(), all_changes=True, exclude=exclude)
 
     def _clear_stale_index_lock(self) -> None:
         """A git killed mid-commit leaves index.lock behind; we hold the home lock, so it is stale."""

@@ -369,7 +369,8 @@ def wake(agent: Agent, event: Event, *, on_delta: Callable[[str], None] | None =
         home.forget_reads()
         if WriteAheadLog(home.runtime).active():
             home.recover()  # an earlier wake died before its commit: undo it first
-        absorbed = home.absorb_person_edits()
+        # The message that woke the agent goes into the wake's own commit, with its answer.
+        absorbed = home.absorb_person_edits(exclude=[event.source] if event.source else None)
         changes: list[str] = []
         if absorbed:
             changes = home.repo.git.show("--name-only", "--format=", absorbed).split()

@@ -344,7 +344,8 @@ def model_use(home: Home, name: str, backend: str | None) -> Iterator[str]:
         return
     config = load_config(home.root)
     old_sup = make_supervisor(home, old)
-    if old_sup.adopt() is not None:
+    was_running = old_sup.adopt() is not None
+    if was_running:
         old_sup.stop()
         yield "stopped the previous engine"
     sup = make_supervisor(home, config)
@@ -353,7 +354,8 @@ def model_use(home: Home, name: str, backend: str | None) -> Iterator[str]:
     try:
         yield self_test(sup.client(), config.engine.tool_calling, build_registry().schemas())
     finally:
-        sup.stop()
+        if not was_running:
+            sup.stop()  # started only for the self-test
 
 
 def json_scalar(value: str) -> str:

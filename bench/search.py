@@ -14,9 +14,7 @@ from pathlib import Path
 from agentd.home import AGENT, init_home
 from memory.search import SearchIndex
 
-WORDS = ("agent memory journal commit heartbeat schedule engine cache prefix token model skill wiki note plan task "
-         "person garden fern kitchen bicycle invoice meeting travel passport dentist recipe budget server backup "
-         "python rust release deploy review design paper chapter draft letter family holiday weather market").split()
+WORDS = ["agent", "memory", "journal", "commit", "heartbeat", "schedule", "engine", "cache", "prefix", "token", "model", "skill", "wiki", "note", "plan", "task", "person", "garden", "fern", "kitchen", "bicycle", "invoice", "meeting", "travel", "passport", "dentist", "recipe", "budget", "server", "backup", "python", "rust", "release", "deploy", "review", "design", "paper", "chapter", "draft", "letter", "family", "holiday", "weather", "market"]
 
 
 def build(root: Path, files: int, words_per_file: int, rng: random.Random) -> None:

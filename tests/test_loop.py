@@ -48,10 +48,10 @@ def test_multi_step_tool_use_then_reply(home: Home) -> None:
     assert result.status == "ok" and result.steps == 3
     assert result.reply == "Noted: the fern gets water on Sundays."
     assert (home.root / "memory/topics/plants.md").read_text().startswith("# Plants")
-    # the person's inbox file is absorbed first, then exactly one wake commit
+    # exactly one commit: the message arrives in the same commit as its answer
     log = list(home.repo.iter_commits())
-    assert commit_count(home) == before + 2
-    assert str(log[1].message).startswith("person:")
+    assert commit_count(home) == before + 1
+    assert "inbox/done/m1.md" in home.repo.git.show("--name-only", "--format=", log[0].hexsha)
     msg = str(log[0].message)
     assert msg.startswith("wake message:m1: Noted") and "Wake-Trigger: message:m1" in msg
     assert "memory/topics/plants.md" in home.repo.git.show("--name-only", "--format=", log[0].hexsha)
@@ -122,7 +122,7 @@ def test_engine_down_leaves_message_in_inbox_and_home_as_it_was(home: Home) -> N
     result = wake(make_agent(home, engine), event)
     assert result.status == "failed" and result.commit is None
     assert (home.root / "inbox/m1.md").exists()
-    assert home.dirty_paths() == []
+    assert home.dirty_paths() == ["inbox/m1.md"]  # the message waits; nothing else changed
 
 
 def test_empty_heartbeat_leaves_no_trace(home: Home) -> None:

@@ -110,3 +110,30 @@ def test_stop_leaves_no_process(tmp_path) -> None:  # type: ignore[no-untyped-de
     again.stop()
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
     assert not (tmp_path / "engine.json").exists()
+
+
+def test_requests_extend_each_other_in_tokens(real_engine: EngineSupervisor, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Append-only, checked through the engine's own tokenizer and chat template."""
+    from datetime import UTC, datetime
+
+    from agentd.config import load_config
+    from agentd.events import Event
+    from agentd.home import init_home
+    from agentd.loop import wake
+    from agentd.wiring import build_agent
+    from tests.doubles.scripted_engine import ScriptedEngine
+
+    home = init_home(tmp_path / "home")
+    engine = ScriptedEngine()
+    now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+    agent = build_agent(home, load_config(home.root), engine, clock=lambda: now)
+    for i in range(3):
+        engine.enqueue_action("list_files", path="memory")
+        engine.enqueue_action("reply", text=f"answer {i}")
+        (home.root / f"inbox/m{i}.md").write_text(f"question {i}\n")
+        wake(agent, Event("message", f"question {i}", now, name=f"m{i}", source=f"inbox/m{i}.md"))
+    client = real_engine.client()
+    token_lists = [client.tokenize(r["messages"]) for r in engine.requests]
+    for prev, cur in zip(token_lists, token_lists[1:], strict=False):
+        assert prev is not None and cur is not None
+        assert cur[: len(prev)] == prev
