@@ -25,6 +25,11 @@ class Event:
     def label(self) -> str:
         return f"{self.kind}:{self.name}" if self.name else self.kind
 
+    @property
+    def trigger(self) -> str:
+        """What the ledger groups by: each cron job on its own, every message together."""
+        return self.label if self.kind == "cron" else self.kind
+
 
 @dataclass
 class WakeResult:

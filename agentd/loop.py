@@ -202,7 +202,7 @@ class Wake:
             cause = "engine cache miss (evicted or restarted)"
         agent.ledger.record(
             Record(
-                trigger=self.event.label,
+                trigger=self.event.trigger,
                 purpose=self.purpose,
                 prompt_tokens=u.prompt_tokens,
                 cached_tokens=u.cached_tokens,
