@@ -18,7 +18,7 @@ from agentd.home import AGENT, Home, WriteAheadLog
 from agentd.ledger import Ledger, Record
 from agentd.tools.base import ToolContext, ToolOutcome, ToolRegistry
 from engine.errors import EngineError
-from engine.types import ChatEngine, ChatResult
+from engine.types import ChatEngine, ChatResult, Usage
 from memory import journal
 from memory.compaction import (
     COMPACTION_INSTRUCTION,
@@ -46,6 +46,34 @@ class Agent:
     refresh_prefix: Callable[[str | None], bool]  # rebuild the prefix from the home; cause → new epoch?
     extra_body: dict[str, Any] | None = None  # backend-specific request fields
     mask: Callable[[str], str] = field(default=lambda text: text)
+
+
+def record_usage(
+    agent: Agent,
+    u: Usage,
+    *,
+    trigger: str,
+    purpose: str,
+    session: str | None = None,
+    expected: int | None = None,
+    cause: str | None = None,
+) -> None:
+    """One ledger row per engine request, with what the self-check expected and why the cache broke."""
+    agent.ledger.record(
+        Record(
+            trigger=trigger,
+            purpose=purpose,
+            prompt_tokens=u.prompt_tokens,
+            cached_tokens=u.cached_tokens,
+            completion_tokens=u.completion_tokens,
+            session=session,
+            model=agent.model,
+            expected_cached=expected,
+            ttft_s=u.ttft_s,
+            total_s=u.total_s,
+            cache_break=cause,
+        )
+    )
 
 
 @dataclass
@@ -200,21 +228,7 @@ class Wake:
         expected = request.check.expected_cached
         if cause is None and u.cached_tokens is not None and expected and u.cached_tokens + 64 < 0.9 * expected:
             cause = "engine cache miss (evicted or restarted)"
-        agent.ledger.record(
-            Record(
-                trigger=self.event.trigger,
-                purpose=self.purpose,
-                prompt_tokens=u.prompt_tokens,
-                cached_tokens=u.cached_tokens,
-                completion_tokens=u.completion_tokens,
-                session=session.id,
-                model=agent.model,
-                expected_cached=request.check.expected_cached,
-                ttft_s=u.ttft_s,
-                total_s=u.total_s,
-                cache_break=cause,
-            )
-        )
+        record_usage(agent, u, trigger=self.event.trigger, purpose=self.purpose, session=session.id, expected=expected, cause=cause)
         session.last_prompt_tokens = u.prompt_tokens
         self.result.steps += 1
         self.result.prompt_tokens += u.prompt_tokens
@@ -330,21 +344,7 @@ def compact(agent: Agent, session: Session) -> Session:
     request = agent.compiler.render(session, summary_request)
     result = agent.engine.chat(request.messages, max_tokens=COMPACTION_MAX_TOKENS, temperature=0.0, extra_body=agent.extra_body)
     u = result.usage
-    agent.ledger.record(
-        Record(
-            trigger="compaction",
-            purpose="compaction",
-            prompt_tokens=u.prompt_tokens,
-            cached_tokens=u.cached_tokens,
-            completion_tokens=u.completion_tokens,
-            session=session.id,
-            model=agent.model,
-            expected_cached=request.check.expected_cached,
-            ttft_s=u.ttft_s,
-            total_s=u.total_s,
-            cache_break=request.check.cause,
-        )
-    )
+    record_usage(agent, u, trigger="compaction", purpose="compaction", session=session.id, expected=request.check.expected_cached, cause=request.check.cause)
     summary = bound_summary(result.content)
     write_compaction(agent.home, now, summary, session.id)
     agent.compiler.drop_session(session.kind)
@@ -454,18 +454,6 @@ def warm_up(agent: Agent, reason: str) -> int | None:
         kwargs["tools"] = prefix.tool_schemas()
     result = agent.engine.chat([prefix.system_message()], **kwargs)
     u = result.usage
-    agent.ledger.record(
-        Record(
-            trigger="warmup",
-            purpose="warmup",
-            prompt_tokens=u.prompt_tokens,
-            cached_tokens=u.cached_tokens,
-            completion_tokens=u.completion_tokens,
-            model=agent.model,
-            ttft_s=u.ttft_s,
-            total_s=u.total_s,
-            cache_break=reason,
-        )
-    )
+    record_usage(agent, u, trigger="warmup", purpose="warmup", cause=reason)
     agent.compiler.set_prefix_tokens(u.prompt_tokens)
     return u.prompt_tokens

@@ -38,6 +38,15 @@ def resolve(ctx: ToolContext, path: str) -> tuple[str | None, Path]:
     raise PathError(f"{path} is outside the home (and not in files.allow)")
 
 
+def write(ctx: ToolContext, rel: str | None, full: Path, text: str) -> None:
+    """Inside the home: the guarded, atomic, logged write; in an allowed folder: an atomic write."""
+    if rel is not None:
+        ctx.home.write_text(rel, text)
+        ctx.note_change(rel)
+    else:
+        atomic_write(full, text)
+
+
 class ReadFileTool(Tool):
     name = "read_file"
     description = """Read a text file (the home, or a folder agent.yaml allows). Lines come numbered;
@@ -86,11 +95,7 @@ class WriteFileTool(Tool):
     def run(self, ctx: ToolContext, **args: Any) -> str:
         rel, full = resolve(ctx, str(args["path"]))
         content = str(args["content"])
-        if rel is not None:
-            ctx.home.write_text(rel, content)
-            ctx.note_change(rel)
-        else:
-            atomic_write(full, content)
+        write(ctx, rel, full, content)
         return f"wrote {rel or full} ({len(content)} characters)"
 
 
@@ -122,12 +127,7 @@ class EditFileTool(Tool):
             raise ToolError(f"the text to replace is not in {args['path']} (read the file and copy it exactly)")
         if count > 1:
             raise ToolError(f"the text to replace occurs {count} times in {args['path']}; include more context so it occurs once")
-        updated = text.replace(old, new, 1)
-        if rel is not None:
-            ctx.home.write_text(rel, updated)
-            ctx.note_change(rel)
-        else:
-            atomic_write(full, updated)
+        write(ctx, rel, full, text.replace(old, new, 1))
         return f"edited {rel or full}"
 
 
