@@ -191,6 +191,8 @@ class Wake:
                     ended = True
                     if outcome.reply is not None:
                         self.result.reply = outcome.reply
+                    elif self.event.kind == "message":
+                        self.result.reply = outcome.text  # the person asked: `done`'s summary is the answer
                     else:
                         self.summary = outcome.text
             if ended:

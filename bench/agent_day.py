@@ -101,7 +101,7 @@ def make_day(rng: random.Random, hours: int, messages: int) -> list[Step]:
     return steps
 
 
-def make_home(root: Path, rng: random.Random, prefix_words: int, session_tokens: int) -> Home:
+def make_home(root: Path, rng: random.Random, prefix_words: int, session_tokens: int, max_output: int = 8000) -> Home:
     home = init_home(root)
     share = prefix_words // 3
     (home.root / "AGENT.md").write_text((home.root / "AGENT.md").read_text() + "\n## Procedures\n" + prose(rng, share) + "\n")
@@ -119,7 +119,7 @@ def make_home(root: Path, rng: random.Random, prefix_words: int, session_tokens:
         (notes / f"note-{i:02d}.md").write_text(f"# Note {i}\n\n" + prose(rng, rng.randint(100, 600)) + "\n")
     cfg = (home.root / "agent.yaml").read_text()
     cfg = cfg.replace("session_tokens: 6000", f"session_tokens: {session_tokens}").replace("memory_chars: 4000", "memory_chars: 400000")
-    cfg = cfg.replace("max_steps: 8", "max_steps: 12").replace("max_completion_tokens: 2048", "max_completion_tokens: 100000")
+    cfg = cfg.replace("max_output: 8000", f"max_output: {max_output}").replace("max_steps: 8", "max_steps: 12").replace("max_completion_tokens: 2048", "max_completion_tokens: 100000")
     (home.root / "agent.yaml").write_text(cfg)
     home.absorb_person_edits()
     return home
@@ -306,9 +306,9 @@ def totals(usages: list[Usage], floor: int, wall: float | None = None) -> dict[s
 
 
 def run_engine(label: str, steps: list[Step], prefix_words: int, session_tokens: int, backend_factory: Callable[[], Backend], tok: Tokenizer,
-               naive_limit: int | None, naive_max_tokens: int | None, rng_seed: int) -> dict[str, Any]:
+               naive_limit: int | None, naive_max_tokens: int | None, rng_seed: int, max_output: int = 8000) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        home = make_home(Path(tmp) / "home", random.Random(rng_seed), prefix_words, session_tokens)
+        home = make_home(Path(tmp) / "home", random.Random(rng_seed), prefix_words, session_tokens, max_output)
         backend = backend_factory()
         t = time.perf_counter()
         recorded = run_agentd(home, steps, backend)
@@ -365,14 +365,15 @@ def main() -> None:
         from engine.types import EngineSettings
 
         with tempfile.TemporaryDirectory() as rt:
-            sup = EngineSupervisor(EngineSettings("llamacpp", "smollm2", options={"n_ctx": 8192}), Path(rt))
+            # 16K context: a wake with five tool results outgrows SmolLM2's 8K (prefill-only, so quality does not matter here).
+            sup = EngineSupervisor(EngineSettings("llamacpp", "smollm2", options={"n_ctx": 16384}), Path(rt))
             sup.start()
             try:
                 quick_day = make_day(random.Random(1), 3, 4)
                 results["llamacpp"] = run_engine(
                     "llamacpp", quick_day, prefix_words=1900, session_tokens=2500,
                     backend_factory=lambda: LlamaBackend(sup.client()), tok=tok,
-                    naive_limit=args.llama_requests, naive_max_tokens=7000, rng_seed=3,
+                    naive_limit=args.llama_requests, naive_max_tokens=7000, rng_seed=3, max_output=3000,
                 )
             finally:
                 sup.stop()
