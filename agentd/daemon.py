@@ -44,6 +44,7 @@ from scheduler.timespec import ActiveHours
 log = logging.getLogger("agentd")
 
 STEERING = ("agent.yaml", "CRON.md", "HEARTBEAT.md")
+PREFIX_SOURCES = ("AGENT.md", "USER.md", "memory/MEMORY.md")
 POLL_S = 0.25
 STOP_GRACE_S = 30.0
 
@@ -190,6 +191,7 @@ class Daemon:
         self.day = ""
         self.worker: threading.Thread | None = None
         self.need_warmup: str | None = None
+        self.prefix_hashes: dict[str, str] = {}
 
     # ------------------------------------------------------------ lifecycle
     def run(self) -> int:
@@ -293,6 +295,7 @@ class Daemon:
             if now >= next_poll:
                 self._poll_inbox()
                 self._reload_steering()
+                self._watch_prefix()
                 self._due_retries()
                 next_poll = now + self.poll_s * 4
             if self.worker is not None and self.worker.is_alive():
@@ -481,6 +484,30 @@ class Daemon:
         if not initial:
             log.info("steering reloaded: %s", ", ".join(changed))
             self._write_state()
+
+    def _watch_prefix(self) -> None:
+        """Your edit to a prefix file starts a new epoch now, and the engine is warmed before the next wake."""
+        if self.agent is None or (self.worker is not None and self.worker.is_alive()):
+            return  # a running wake absorbs it itself
+        hashes = {}
+        for rel in PREFIX_SOURCES:
+            p = self.home.root / rel
+            hashes[rel] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
+        previous, self.prefix_hashes = self.prefix_hashes, hashes
+        if not previous or previous == hashes:
+            return
+        dirty = set(self.home.dirty_paths())
+        edited = [rel for rel in PREFIX_SOURCES if hashes[rel] != previous.get(rel) and rel in dirty]
+        if not edited:
+            return  # the agent's own committed edits wait for the next session
+        try:
+            with self.home.lock(timeout=5, purpose="absorb edits"):
+                self.home.absorb_person_edits()
+        except AgentdError as e:
+            log.error("could not absorb your edits: %s", e)
+            return
+        if self.agent.refresh_prefix(f"{', '.join(edited)} edited by the person"):
+            self.need_warmup = f"{', '.join(edited)} edited"
 
     def _apply_config(self, config: Config) -> None:
         old = self.config

@@ -223,3 +223,14 @@ def test_kill9_mid_wake_then_restart(home: Home, server: ScriptedServer, respond
     fsck = subprocess.run(["git", "-C", str(home.root), "fsck", "--strict"], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stderr
     assert "typed while the agent was thinking" in home.repo.git.log("-p", "--", "USER.md")
+
+
+def test_person_edit_to_prefix_warms_the_engine_before_the_next_wake(home: Home, server: ScriptedServer, responder: CountingResponder, daemon: Callable[[], Daemon]) -> None:
+    configure(home, server.url, every="1h")
+    d = daemon()
+    wait_for(lambda: any(b.get("max_tokens") == 1 for b in responder.bodies), 20, "the first warm-up")
+    (home.root / "USER.md").write_text("# About you\n- Name: Ada, prefers short answers\n")
+    wait_for(lambda: any(b.get("max_tokens") == 1 and "Ada, prefers short answers" in b["messages"][0]["content"] for b in responder.bodies), 20, "a warm-up with the new prefix")
+    assert str(home.repo.head.commit.message).startswith("person: edited USER.md")
+    assert d.stop() == 0
+    assert "warm-up (USER.md edited)" in (home.root / ".agentd/logs/daemon.log").read_text()
