@@ -310,17 +310,15 @@ def run_engine(label: str, steps: list[Step], prefix_words: int, session_tokens:
     with tempfile.TemporaryDirectory() as tmp:
         home = make_home(Path(tmp) / "home", random.Random(rng_seed), prefix_words, session_tokens, max_output)
         backend = backend_factory()
-        t = time.perf_counter()
         recorded = run_agentd(home, steps, backend)
-        agentd_wall = time.perf_counter() - t
         if naive_limit is not None:
             recorded = recorded[: naive_limit + 1]
+        agentd_wall = sum(r.usage.total_s for r in recorded)  # the same requests the naive side replays
         floor = floor_tokens(tok, [r.messages for r in recorded])
         naive = naive_requests(home, recorded, naive_max_tokens, tok)
         nb = backend_factory()
-        t = time.perf_counter()
         naive_usages = [nb.serve(m, None) for m, _ in naive]
-        naive_wall = time.perf_counter() - t
+        naive_wall = sum(u.total_s for u in naive_usages)
         prefix_tokens = len(tok.ids([recorded[0].messages[0]]))
         wall = label == "llamacpp"
         a = totals([r.usage for r in recorded], floor, agentd_wall if wall else None)
@@ -350,17 +348,19 @@ def main() -> None:
     ap.add_argument("--out", help="write the figures as JSON here")
     ap.add_argument("--no-llamacpp", action="store_true", help="skip the real engine (the vLLM model only)")
     ap.add_argument("--llama-requests", type=int, default=16, help="requests of the day replayed on the real engine (both sides)")
+    ap.add_argument("--only", choices=["vllm_model", "llamacpp"], help="run one engine only")
     args = ap.parse_args()
     tok = Tokenizer()
     results: dict[str, Any] = {}
     day = make_day(random.Random(1), 3 if args.quick else 16, 4 if args.quick else 20)
-    results["vllm_model"] = run_engine(
-        "vllm_model", day, prefix_words=24000, session_tokens=20000,
-        backend_factory=lambda: ModelBackend(tok, capacity_blocks=40_000), tok=tok,
-        naive_limit=None, naive_max_tokens=None, rng_seed=2,
-    )
-    print_engine("vllm_model (block-level model of vLLM APC, 16-token blocks, 40K-block LRU)", results["vllm_model"])
-    if not args.no_llamacpp:
+    if args.only in (None, "vllm_model"):
+        results["vllm_model"] = run_engine(
+            "vllm_model", day, prefix_words=24000, session_tokens=20000,
+            backend_factory=lambda: ModelBackend(tok, capacity_blocks=40_000), tok=tok,
+            naive_limit=None, naive_max_tokens=None, rng_seed=2,
+        )
+        print_engine("vllm_model (block-level model of vLLM APC, 16-token blocks, 40K-block LRU)", results["vllm_model"])
+    if not args.no_llamacpp and args.only in (None, "llamacpp"):
         from engine.supervisor import EngineSupervisor
         from engine.types import EngineSettings
 
@@ -371,7 +371,7 @@ def main() -> None:
             try:
                 quick_day = make_day(random.Random(1), 3, 4)
                 results["llamacpp"] = run_engine(
-                    "llamacpp", quick_day, prefix_words=1900, session_tokens=2500,
+                    "llamacpp", quick_day, prefix_words=1100, session_tokens=2500,
                     backend_factory=lambda: LlamaBackend(sup.client()), tok=tok,
                     naive_limit=args.llama_requests, naive_max_tokens=7000, rng_seed=3, max_output=3000,
                 )
