@@ -600,15 +600,5 @@ class Daemon:
         atomic_write(state_path(self.home), json.dumps(state, indent=2, default=str))
 
 
-def wait_for_state(home: Home, timeout: float) -> dict[str, Any] | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = read_state(home)
-        if state is not None:
-            return state
-        time.sleep(0.1)
-    return None
-
-
 def uptime(state: dict[str, Any]) -> str:
     return str(timedelta(seconds=int(time.time() - float(state.get("started", time.time())))))

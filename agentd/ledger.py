@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -172,10 +171,6 @@ def format_stats(summary: dict[str, Any]) -> str:
         lines.append("cache breaks:")
         lines += [f"  {b['time']}  {b['trigger']:<14} {b['cause']}" for b in summary["cache_breaks"][-20:]]
     return "\n".join(lines)
-
-
-def stats_json(ledger: Ledger, since: float) -> str:
-    return json.dumps(summarize(ledger.rows(since)), indent=2)
 
 
 def today_since() -> float:

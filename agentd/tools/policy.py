@@ -223,7 +223,3 @@ class ShellPolicy:
 
     def _mode_action(self) -> str:
         return {"auto": "allow", "ask": "ask", "deny": "deny"}[self.mode]
-
-
-def quote(command: str) -> str:
-    return shlex.quote(command)
