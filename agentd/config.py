@@ -16,6 +16,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from agentd.errors import ConfigError
+from engine.backends import LLAMACPP_DEFAULT_N_CTX
 from scheduler.timespec import ActiveHours, parse_duration
 
 CONFIG_FILE = "agent.yaml"
@@ -28,8 +29,26 @@ class EngineConfig:
     tool_calling: str = "json"
     url: str | None = None
     api_key_env: str | None = None
+    context_tokens: int | None = None  # the engine's context window; None: the backend's own setting
     llamacpp: Mapping[str, Any] = field(default_factory=dict)
     vllm: Mapping[str, Any] = field(default_factory=dict)
+
+    def context_window(self) -> int | None:
+        """Tokens one request may hold (prompt + completion), or None when unknown.
+
+        Set explicitly with ``engine.context_tokens``; otherwise llama.cpp's ``n_ctx``
+        and vLLM's ``max_model_len`` are what the supervised engine was started with.
+        """
+        if self.context_tokens:
+            return self.context_tokens
+        try:
+            if self.backend == "llamacpp":
+                return int(self.llamacpp.get("n_ctx", LLAMACPP_DEFAULT_N_CTX))
+            if self.backend == "vllm" and self.vllm.get("max_model_len"):
+                return int(self.vllm["max_model_len"])
+        except (TypeError, ValueError):
+            return None  # the engine layer reports the bad option when it starts
+        return None
 
 
 @dataclass(frozen=True)
@@ -97,6 +116,15 @@ def _int(lo: int, hi: int | None = None) -> Validator:
     return check
 
 
+def _opt_int(lo: int) -> Validator:
+    inner = _int(lo)
+
+    def check(v: Any) -> int | None:
+        return None if v is None else inner(v)
+
+    return check
+
+
 def _seconds(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
         raise ValueError("a positive number of seconds")
@@ -125,10 +153,12 @@ def _timezone(v: Any) -> str:
     if v == "local":
         return "local"
     try:
-        ZoneInfo(str(v))
-    except (ZoneInfoNotFoundError, ValueError):
+        if not isinstance(v, str):
+            raise ValueError(v)
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder, a name too long
         raise ValueError('an IANA time zone such as Europe/Berlin, or "local"') from None
-    return str(v)
+    return v
 
 
 def _every(v: Any) -> timedelta | None:
@@ -190,6 +220,7 @@ FIELDS: dict[str, Validator] = {
     "engine.tool_calling": _choice("json", "native"),
     "engine.url": _opt_text,
     "engine.api_key_env": _env_name,
+    "engine.context_tokens": _opt_int(256),
     "engine.llamacpp": _mapping,
     "engine.vllm": _mapping,
     "heartbeat.every": _every,
@@ -291,6 +322,7 @@ def validate(doc: CommentedMap, path: Path) -> Config:
             tool_calling=get("engine.tool_calling", e.tool_calling),
             url=get("engine.url", e.url),
             api_key_env=get("engine.api_key_env", e.api_key_env),
+            context_tokens=get("engine.context_tokens", e.context_tokens),
             llamacpp=get("engine.llamacpp", {}),
             vllm=get("engine.vllm", {}),
         ),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import unicodedata
 import uuid
@@ -29,6 +30,11 @@ Message = dict[str, Any]
 # Home files whose content is in the prefix, with the section each feeds.
 PREFIX_FILES = {"AGENT.md": "AGENT.md", "USER.md": "USER.md", "memory/MEMORY.md": "MEMORY.md"}
 HEARTBEAT_OK = "HEARTBEAT_OK"
+# Token estimates for text the engine has not measured yet. Canonical JSON runs at
+# 3.7–4.5 characters per token on the SmolLM2 and Qwen tokenizers; 3 errs on the side
+# of more tokens, so a context window is never overrun on an estimate.
+CHARS_PER_TOKEN = 3.0
+MESSAGE_TOKENS = 8  # the chat template's tokens around one message
 
 SYSTEM_RULES = """\
 You are a persistent personal agent. Your whole mind is the Markdown in your home
@@ -166,11 +172,16 @@ class Session:
     epoch: str  # the prefix digest
     tail: list[Message] = field(default_factory=list)
     last_request: list[str] | None = None  # canonical JSON of each message of the last request
-    last_prompt_tokens: int | None = None
+    last_prompt_tokens: int | None = None  # the engine's count for the last request it answered
+    last_prompt_chars: int | None = None  # ... and that request's size, to anchor estimates on it
+    last_prompt_messages: int | None = None
     started: str = ""
 
-    def tail_chars(self) -> int:
-        return sum(len(canonical_json(m)) for m in self.tail)
+    def measured(self, request: Request, prompt_tokens: int) -> None:
+        """The engine answered ``request`` and counted its prompt: later estimates start there."""
+        self.last_prompt_tokens = prompt_tokens
+        self.last_prompt_chars = request.chars
+        self.last_prompt_messages = len(request.messages)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -180,6 +191,8 @@ class Session:
             "tail": self.tail,
             "last_request": self.last_request,
             "last_prompt_tokens": self.last_prompt_tokens,
+            "last_prompt_chars": self.last_prompt_chars,
+            "last_prompt_messages": self.last_prompt_messages,
             "started": self.started,
         }
 
@@ -206,6 +219,8 @@ class Request:
     tools: list[dict[str, Any]] | None
     prefix_messages: int  # how many leading messages are the stable prefix
     check: SelfCheck
+    chars: int = 0  # characters of the canonical messages
+    estimated_tokens: int = 0  # prompt tokens, estimated from the engine's last count (see estimate_tokens)
 
 
 class ContextCompiler:
@@ -295,10 +310,53 @@ class ContextCompiler:
         assert self.prefix is not None
         messages = [self.prefix.system_message(), *session.tail, *pending]
         canon = [canonical_json(m) for m in messages]
+        estimate = self._estimate(session, canon)
         check = self._self_check(session, canon)
         session.last_request = canon
         self._last_any = canon
-        return Request(messages, self.prefix.tool_schemas(), 1, check)
+        return Request(messages, self.prefix.tool_schemas(), 1, check, sum(map(len, canon)), estimate)
+
+    def estimate_tokens(self, session: Session, pending: Sequence[Message] = ()) -> int:
+        """Prompt tokens of PREFIX + TAIL + ``pending``, without rendering anything.
+
+        Anchored on what the engine counted: the session's last answered request when
+        this one extends it, else the warm-up's count of the prefix. Only the text past
+        the anchor is estimated (``CHARS_PER_TOKEN``, generously), so the figure is close
+        and errs high: it decides compaction and guards the engine's context window.
+        """
+        assert self.prefix is not None
+        return self._estimate(session, [canonical_json(m) for m in (self.prefix.system_message(), *session.tail, *pending)])
+
+    def tail_tokens(self, session: Session) -> int:
+        """The session tail's share of the estimate (the prefix as the warm-up counted it, if it did)."""
+        assert self.prefix is not None
+        canon = [canonical_json(m) for m in (self.prefix.system_message(), *session.tail)]
+        total = self._estimate(session, canon)
+        if self.prefix_tokens:
+            return max(0, total - self.prefix_tokens)
+        return round(total * sum(map(len, canon[1:])) / max(1, sum(map(len, canon))))
+
+    def prefix_estimate(self) -> int:
+        assert self.prefix is not None
+        if self.prefix_tokens:
+            return self.prefix_tokens
+        chars = len(canonical_json(self.prefix.system_message())) + sum(len(t) for t in self.prefix.tools)
+        return math.ceil(chars / CHARS_PER_TOKEN) + MESSAGE_TOKENS
+
+    def _estimate(self, session: Session, canon: list[str]) -> int:
+        n = session.last_prompt_messages
+        if (
+            session.last_prompt_tokens
+            and n
+            and session.last_prompt_chars is not None
+            and len(canon) >= n
+            and sum(map(len, canon[:n])) == session.last_prompt_chars
+        ):
+            tokens, done = session.last_prompt_tokens, n
+        else:
+            tokens, done = self.prefix_estimate(), 1
+        rest = sum(map(len, canon[done:]))
+        return tokens + math.ceil(rest / CHARS_PER_TOKEN) + MESSAGE_TOKENS * (len(canon) - done)
 
     def _self_check(self, session: Session, canon: list[str]) -> SelfCheck:
         cause, self._pending_cause = self._pending_cause, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from agentd.events import Event, WakeResult
 from agentd.home import AGENT, Home, WriteAheadLog
 from agentd.ledger import Ledger, Record
 from agentd.tools.base import ToolContext, ToolOutcome, ToolRegistry
-from engine.errors import EngineError
+from engine.errors import EngineError, EngineHTTPError
 from engine.types import ChatEngine, ChatResult, Usage
 from memory import journal
 from memory.compaction import (
@@ -29,6 +30,16 @@ from memory.compaction import (
 
 MAX_REPLY_IN_COMMIT = 72
 STEP_MAX_TOKENS = 512  # one action; a model stuck repeating itself stops here, not at the wake budget
+MIN_STEP_TOKENS = 64  # a step needs at least this much room in the context window
+# How engines say a prompt does not fit (llama.cpp, vLLM, SGLang, OpenAI).
+CONTEXT_OVERFLOW = re.compile(
+    r"context (length|size|window)|maximum context|does not fit the context|context_length_exceeded|too many tokens",
+    re.IGNORECASE,
+)
+
+
+class ContextFull(Exception):
+    """The next request would not fit the engine's context window: the wake stops here."""
 
 
 @dataclass
@@ -166,13 +177,13 @@ class Wake:
         while True:
             stop = self.budget.exhausted()
             if stop:
-                self.result.status = "budget"
-                self.result.error = stop
-                if self.event.kind == "message" and self.result.reply is None:
-                    # The person asked something: they hear that no answer came, and why.
-                    self.result.reply = f"(I could not finish an answer: {stop}. What I did is in the journal.)"
+                self._stop(stop)
                 return
-            result = self._call(session)
+            try:
+                result = self._call(session)
+            except ContextFull as e:
+                self._stop(str(e))
+                return
             turn = _parse_turn(result, tool_calling)
             self.pending.append(_assistant_message(result, tool_calling))
             if turn.problem:
@@ -198,6 +209,13 @@ class Wake:
             if ended:
                 return
 
+    def _stop(self, why: str) -> None:
+        """A budget ran out: recorded as such, and a person who asked hears why."""
+        self.result.status = "budget"
+        self.result.error = why
+        if self.event.kind == "message" and self.result.reply is None:
+            self.result.reply = f"(I could not finish an answer: {why}. What I did is in the journal.)"
+
     def _finish_with_text(self, text: str) -> None:
         if self.event.kind == "message" or (text and text != HEARTBEAT_OK):
             self.result.reply = text or "(no answer)"
@@ -208,11 +226,14 @@ class Wake:
         agent = self.agent
         request: Request = agent.compiler.render(session, self.pending)
         tool_calling = agent.config.engine.tool_calling
-        kwargs: dict[str, Any] = {
-            "max_tokens": min(STEP_MAX_TOKENS, self.budget.max_completion - self.budget.completion),
-            "temperature": 0.0,
-            "extra_body": agent.extra_body,
-        }
+        max_tokens = min(STEP_MAX_TOKENS, self.budget.max_completion - self.budget.completion)
+        window = agent.config.engine.context_window()
+        if window is not None:
+            room = window - request.estimated_tokens
+            if room < MIN_STEP_TOKENS:
+                raise ContextFull(_context_full(window, agent.compiler.prefix_estimate()))
+            max_tokens = min(max_tokens, room)
+        kwargs: dict[str, Any] = {"max_tokens": max_tokens, "temperature": 0.0, "extra_body": agent.extra_body}
         if tool_calling == "native":
             kwargs |= {"tools": request.tools, "tool_choice": "auto"}
         else:
@@ -222,7 +243,15 @@ class Wake:
             }
         # Always streamed: the engine's time to first token is measured, not guessed.
         on_delta = self.on_delta if tool_calling == "native" else None
-        result = agent.engine.chat(request.messages, stream=True, on_delta=on_delta, **kwargs)
+        try:
+            result = agent.engine.chat(request.messages, stream=True, on_delta=on_delta, **kwargs)
+        except EngineHTTPError as e:
+            if not _overflowed(e):
+                raise
+            # The estimate was low: remember that this much did not fit, so the
+            # session is compacted before the next wake.
+            session.measured(request, max(window or 0, request.estimated_tokens + MIN_STEP_TOKENS))
+            raise ContextFull(_context_full(window)) from e
         self.budget.steps += 1
         self.budget.completion += result.usage.completion_tokens
         u = result.usage
@@ -231,7 +260,8 @@ class Wake:
         if cause is None and u.cached_tokens is not None and expected and u.cached_tokens + 64 < 0.9 * expected:
             cause = "engine cache miss (evicted or restarted)"
         record_usage(agent, u, trigger=self.event.trigger, purpose=self.purpose, session=session.id, expected=expected, cause=cause)
-        session.last_prompt_tokens = u.prompt_tokens
+        if u.prompt_tokens:
+            session.measured(request, u.prompt_tokens)
         self.result.steps += 1
         self.result.prompt_tokens += u.prompt_tokens
         self.result.completion_tokens += u.completion_tokens
@@ -322,9 +352,60 @@ COMPACTION_MAX_TOKENS = 400
 FLUSH_MAX_STEPS = 3
 
 
+def _context_full(window: int | None, prefix_tokens: int | None = None) -> str:
+    if window and prefix_tokens and prefix_tokens > window - headroom(window):
+        return (f"the home's stable context (~{prefix_tokens} tokens: rules, tools, AGENT.md, USER.md, skills, "
+                f"MEMORY.md) leaves too little of the engine's {window}-token window; shorten memory/MEMORY.md "
+                "or give the engine a larger context (engine.llamacpp.n_ctx)")
+    size = f" of {window} tokens" if window else ""
+    return f"the engine's context window{size} is full (the session is compacted before the next wake)"
+
+
+def _overflowed(e: EngineHTTPError) -> bool:
+    return e.status == 400 and CONTEXT_OVERFLOW.search(e.body) is not None
+
+
+def headroom(window: int) -> int:
+    """Room a wake needs past the session: its event, tool results and answers."""
+    return min(max(window // 3, 512), 8192)
+
+
 def needs_compaction(agent: Agent, session: Session) -> bool:
-    """The tail is measured in characters / 4 (a deterministic, engine-free estimate)."""
-    return session.tail_chars() // 4 > agent.config.budgets.session_tokens
+    """The tail has passed ``budgets.session_tokens``, or leaves a wake too little of the window.
+
+    Tokens are the engine's own counts where it gave them (see ``estimate_tokens``).
+    """
+    if not session.tail:
+        return False
+    if agent.compiler.tail_tokens(session) > agent.config.budgets.session_tokens:
+        return True
+    window = agent.config.engine.context_window()
+    return window is not None and agent.compiler.estimate_tokens(session) > window - headroom(window)
+
+
+def _fit_for_summary(agent: Agent, session: Session, pending: list[Message], window: int | None) -> tuple[Session, list[Message]]:
+    """The summary request, cut to fit ``window`` tokens: the oldest turns go first.
+
+    Every wake already left its entry in the journal, so what is cut here is not lost;
+    the summary covers the most recent part of the session.
+    """
+    compiler = agent.compiler
+    if window is None or compiler.estimate_tokens(session, pending) + COMPACTION_MAX_TOKENS <= window:
+        return session, pending
+    pending = pending[-1:]  # the instruction alone, without the memory-flush turn
+    tail = list(session.tail)
+    note = "[The start of this session is left out here; each wake's entry is in the journal.]\n\n"
+    while tail:
+        del tail[0]
+        while tail and (tail[0].get("role") != "user" or not isinstance(tail[0].get("content"), str)):
+            del tail[0]  # start on a person/tool-result turn, never inside a tool call
+        if not tail:
+            break
+        trial = [{"role": "user", "content": note + tail[0]["content"]}, *tail[1:]]
+        cut = Session(id=session.id, kind=session.kind, epoch=session.epoch, tail=trial, started=session.started)
+        if compiler.estimate_tokens(cut, pending) + COMPACTION_MAX_TOKENS <= window:
+            return cut, pending
+    return Session(id=session.id, kind=session.kind, epoch=session.epoch, started=session.started), pending
 
 
 def compact(agent: Agent, session: Session) -> Session:
@@ -342,9 +423,19 @@ def compact(agent: Agent, session: Session) -> Session:
         flush.run(session, [])
     except EngineError:
         pass  # the summary below still runs; a flush is best effort
-    summary_request = [*flush.pending, {"role": "user", "content": COMPACTION_INSTRUCTION}]
-    request = agent.compiler.render(session, summary_request)
-    result = agent.engine.chat(request.messages, max_tokens=COMPACTION_MAX_TOKENS, temperature=0.0, extra_body=agent.extra_body)
+    pending = [*flush.pending, {"role": "user", "content": COMPACTION_INSTRUCTION}]
+    window = agent.config.engine.context_window()
+    for attempt in range(4):
+        # Each overflow the estimate did not foresee halves what the summary may hold.
+        limit = None if window is None else window >> attempt
+        summary_session, summary_request = _fit_for_summary(agent, session, pending, limit)
+        request = agent.compiler.render(summary_session, summary_request)
+        try:
+            result = agent.engine.chat(request.messages, max_tokens=COMPACTION_MAX_TOKENS, temperature=0.0, extra_body=agent.extra_body)
+            break
+        except EngineHTTPError as e:
+            if attempt == 3 or window is None or not _overflowed(e):
+                raise
     u = result.usage
     record_usage(agent, u, trigger="compaction", purpose="compaction", session=session.id, expected=request.check.expected_cached, cause=request.check.cause)
     summary = bound_summary(result.content)

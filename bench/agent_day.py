@@ -100,7 +100,7 @@ def make_day(rng: random.Random, hours: int, messages: int) -> list[Step]:
     return steps
 
 
-def make_home(root: Path, rng: random.Random, prefix_words: int, session_tokens: int, max_output: int = 8000) -> Home:
+def make_home(root: Path, rng: random.Random, prefix_words: int, session_tokens: int, max_output: int = 8000, context_tokens: int = 131072) -> Home:
     home = init_home(root)
     share = prefix_words // 3
     (home.root / "AGENT.md").write_text((home.root / "AGENT.md").read_text() + "\n## Procedures\n" + prose(rng, share) + "\n")
@@ -117,6 +117,7 @@ def make_home(root: Path, rng: random.Random, prefix_words: int, session_tokens:
     for i in range(12):
         (notes / f"note-{i:02d}.md").write_text(f"# Note {i}\n\n" + prose(rng, rng.randint(100, 600)) + "\n")
     cfg = (home.root / "agent.yaml").read_text()
+    cfg = cfg.replace("# context_tokens: 32768", f"context_tokens: {context_tokens}")
     cfg = cfg.replace("session_tokens: 6000", f"session_tokens: {session_tokens}").replace("memory_chars: 4000", "memory_chars: 400000")
     cfg = cfg.replace("max_output: 8000", f"max_output: {max_output}").replace("max_steps: 8", "max_steps: 12").replace("max_completion_tokens: 2048", "max_completion_tokens: 100000")
     (home.root / "agent.yaml").write_text(cfg)
@@ -305,9 +306,10 @@ def totals(usages: list[Usage], floor: int, wall: float | None = None) -> dict[s
 
 
 def run_engine(label: str, steps: list[Step], prefix_words: int, session_tokens: int, backend_factory: Callable[[], Backend], tok: Tokenizer,
-               naive_limit: int | None, naive_max_tokens: int | None, rng_seed: int, max_output: int = 8000) -> dict[str, Any]:
+               naive_limit: int | None, naive_max_tokens: int | None, rng_seed: int, max_output: int = 8000,
+               context_tokens: int = 131072) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        home = make_home(Path(tmp) / "home", random.Random(rng_seed), prefix_words, session_tokens, max_output)
+        home = make_home(Path(tmp) / "home", random.Random(rng_seed), prefix_words, session_tokens, max_output, context_tokens)
         backend = backend_factory()
         recorded = run_agentd(home, steps, backend)
         if naive_limit is not None:
@@ -373,6 +375,7 @@ def main() -> None:
                     "llamacpp", quick_day, prefix_words=1100, session_tokens=2500,
                     backend_factory=lambda: LlamaBackend(sup.client()), tok=tok,
                     naive_limit=args.llama_requests, naive_max_tokens=7000, rng_seed=3, max_output=3000,
+                    context_tokens=16384,
                 )
             finally:
                 sup.stop()

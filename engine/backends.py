@@ -37,6 +37,9 @@ class Backend:
         raise NotImplementedError
 
 
+LLAMACPP_DEFAULT_N_CTX = 8192
+
+
 def model_dirs() -> list[Path]:
     base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return [base / "agentd" / "models", Path.home() / "models"]
@@ -53,7 +56,7 @@ class LlamaCppBackend(Backend):
         path = resolve_gguf(settings.model or DEFAULT_ALIAS, model_dirs())
         opts = settings.options
         argv = [sys.executable, "-m", "engine.llamacpp_server", "--model", str(path), "--port", str(port),
-                "--n-ctx", str(int(opts.get("n_ctx", 8192))), "--pinned", str(int(opts.get("pinned_prefixes", 4)))]
+                "--n-ctx", str(int(opts.get("n_ctx", LLAMACPP_DEFAULT_N_CTX))), "--pinned", str(int(opts.get("pinned_prefixes", 4)))]
         if opts.get("n_threads"):
             argv += ["--threads", str(int(opts["n_threads"]))]
         return LaunchSpec(argv, {"AGENTD_ENGINE_API_KEY": api_key}, port, api_key, self.id, path.name, markers=("engine.llamacpp_server",))

@@ -132,7 +132,7 @@ def parse_cron_md(text: str, path: Path | str) -> CronParse:
         if tz_name:
             try:
                 ZoneInfo(tz_name)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder such as "America"
                 out.errors.append(CronError(path, expr_line, f"job {name!r}: unknown time zone {tz_name!r}"))
                 continue
         instruction = "\n".join(ln for n, ln in body if n > expr_line).strip()

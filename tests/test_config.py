@@ -57,6 +57,15 @@ def test_every_error_is_listed(home: Home) -> None:
     assert "agent.yaml:1: timezone" in text and "agent.yaml:3: budgets.max_steps" in text and "agent.yaml:5: shell.mode" in text
 
 
+@pytest.mark.parametrize("zone", ["America", "A" * 300, "../etc/passwd", "[1, 2]", "{a: 1}"])
+def test_time_zones_that_are_not_zones_name_the_line(home: Home, zone: str) -> None:
+    # "America" is a folder of the zone database, not a zone; a long name is an OSError.
+    path = home.root / "agent.yaml"
+    path.write_text(f"name: a\ntimezone: {zone}\n")
+    with pytest.raises(ConfigError, match=r"agent\.yaml:2: timezone: expected an IANA time zone"):
+        cfg.load_config(home.root)
+
+
 def test_invalid_yaml_names_line(home: Home) -> None:
     (home.root / "agent.yaml").write_text("name: a\nengine: [unclosed\n")
     with pytest.raises(ConfigError, match=r"agent\.yaml:\d+: not valid YAML"):

@@ -66,7 +66,8 @@ def test_cron_next_run_with_fixed_clock() -> None:
     assert backup.next_run(saturday, UTC) == datetime(2026, 11, 22, 2, 30, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("bad", ["`0 8 * *` ", "0 8 * * * * *", "`0 25 * * *`", "`0 8 * * *` Mars/Base"])
+@pytest.mark.parametrize("bad", ["`0 8 * *` ", "0 8 * * * * *", "`0 25 * * *`", "`0 8 * * *` Mars/Base",
+                                 "`0 8 * * *` America", "`0 8 * * *` " + "A" * 300])
 def test_cron_bad_expressions_name_the_line(bad: str) -> None:
     parsed = parse_cron_md(f"## Job\n{bad}\nDo it.\n", "CRON.md")
     assert not parsed.jobs and str(parsed.errors[0]).startswith("CRON.md:2:")
