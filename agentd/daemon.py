@@ -47,6 +47,9 @@ STEERING = ("agent.yaml", "CRON.md", "HEARTBEAT.md")
 PREFIX_SOURCES = ("AGENT.md", "USER.md", "memory/MEMORY.md")
 POLL_S = 0.25
 STOP_GRACE_S = 30.0
+# Wakes a message may fail with an error of agentd's own (a refused commit, a bug; not an
+# engine outage, which is waited out) before it is set aside in .agentd/failed/.
+MESSAGE_ATTEMPTS = 3
 
 
 # ---------------------------------------------------------------------- state files
@@ -332,8 +335,12 @@ class Daemon:
         except AgentdError as e:
             log.error("wake %s failed: %s", kind, e)
             self._report_once(f"wake-{type(e).__name__}", f"A wake could not run: {e}")
-        except Exception:  # noqa: BLE001 - the daemon must outlive a bug in one wake
+            if kind == "message":
+                self._message_failed(payload, str(e))
+        except Exception as e:  # noqa: BLE001 - the daemon must outlive a bug in one wake
             log.exception("wake %s crashed", kind)
+            if kind == "message":
+                self._message_failed(payload, f"{type(e).__name__}: {e}")
         finally:
             if kind == "message":
                 self.queue.done_message(payload)
@@ -395,6 +402,29 @@ class Daemon:
         elif result.status != "failed":
             self.reported.discard("engine-failing")
         self._write_state()
+
+    def _message_failed(self, rel: str, error: str) -> None:
+        """Back off; after ``MESSAGE_ATTEMPTS`` such failures, set the message aside and say so."""
+        if self.attempts.get(rel, 0) + 1 < MESSAGE_ATTEMPTS:
+            self._retry_message(rel, error)
+            return
+        self.attempts.pop(rel, None)
+        try:
+            with self.home.lock(timeout=60, purpose="set a message aside"):
+                kept = inbox.set_aside(self.home, rel)
+        except (AgentdError, OSError) as e:
+            log.error("could not set %s aside: %s; retrying it later", rel, e)
+            self._retry_message(rel, error)
+            return
+        if kept is None:
+            return
+        inbox.write_note(self.home, Path(rel).stem, status="set_aside", error=f"set aside in {kept} after {MESSAGE_ATTEMPTS} failed wakes: {error}")
+        log.error("message %s set aside in %s after %d failed wakes: %s", rel, kept, MESSAGE_ATTEMPTS, error)
+        self._report_once(
+            f"set-aside:{rel}",
+            f"Your message {rel} failed {MESSAGE_ATTEMPTS} wakes in a row, so I set it aside in {kept} "
+            f"(not in git). Last error: {error}. Move it back into inbox/ to try again.",
+        )
 
     def _retry_message(self, rel: str, error: str) -> None:
         n = self.attempts.get(rel, 0) + 1
@@ -536,13 +566,25 @@ class Daemon:
         if key in self.reported:
             return
         self.reported.add(key)
+        if self.agent is not None:
+            text = self.agent.mask(text)
+        rel = "outbox/notices.md"
+        path = self.home.root / rel
         try:
             with self.home.lock(timeout=60, purpose="notice"):
+                before = path.read_bytes() if path.is_file() else None
                 day = datetime.now().strftime("%Y-%m-%d %H:%M")
-                rel = "outbox/notices.md"
-                head = "" if (self.home.root / rel).exists() else "# Notices from the daemon\n"
+                head = "" if before is not None else "# Notices from the daemon\n"
                 self.home.append_text(rel, f"{head}\n- {day}: {text}\n")
-                self.home.commit(f"daemon: notice: {text[:60]}", identity=AGENT, paths=[rel])
+                try:
+                    self.home.commit(f"daemon: notice: {text[:60]}", identity=AGENT, paths=[rel])
+                except AgentdError:
+                    # Never leave an uncommitted notice behind: every later commit would trip on it.
+                    if before is None:
+                        path.unlink(missing_ok=True)
+                    else:
+                        atomic_write(path, before)
+                    raise
         except AgentdError as e:
             log.error("could not write a notice: %s", e)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from datetime import datetime
 from pathlib import Path
 
 from agentd.events import Event, WakeResult
-from agentd.home import Home, atomic_write
+from agentd.home import AGENT, Home, atomic_write
 
 MAX_MESSAGE_CHARS = 20_000
 IGNORED = {"README.md", ".gitkeep"}
@@ -57,16 +58,42 @@ def read_message(home: Home, rel: str, now: datetime) -> Event | None:
     return Event("message", text, now, name=Path(rel).stem, source=rel)
 
 
+def set_aside(home: Home, rel: str) -> str | None:
+    """Move a message that keeps failing out of the inbox into ``.agentd/failed/`` (call under the lock).
+
+    Runtime, not git: the usual reason is a commit refused because the message holds
+    a secret. Returns where it went (relative to the home), or None if it is gone.
+    """
+    src = home.root / rel
+    if not src.is_file():
+        return None
+    folder = home.runtime / "failed"
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / src.name
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = folder / f"{src.stem}-{n}{src.suffix}"
+    tracked = bool(home.repo.git.ls_files("--", rel))
+    os.replace(src, dest)
+    if tracked:  # an earlier wake committed it as the person's: its removal is the daemon's
+        home.commit(f"daemon: set {rel} aside in {dest.relative_to(home.root)}", identity=AGENT, paths=[rel])
+    return str(dest.relative_to(home.root))
+
+
 def reply_path(home: Home, msg_id: str) -> Path:
     return home.runtime / "replies" / f"{msg_id}.json"
 
 
 def write_reply_note(home: Home, event: Event, result: WakeResult) -> None:
     """Tell a waiting ``agentd say`` what happened (runtime only; the outbox is the record)."""
-    if not event.name:
-        return
-    note = {"id": event.name, "status": result.status, "reply": result.reply, "error": result.error, "commit": result.commit}
-    atomic_write(reply_path(home, event.name), json.dumps(note))
+    if event.name:
+        write_note(home, event.name, status=result.status, reply=result.reply, error=result.error, commit=result.commit)
+
+
+def write_note(home: Home, msg_id: str, *, status: str, reply: str | None = None, error: str | None = None, commit: str | None = None) -> None:
+    note = {"id": msg_id, "status": status, "reply": reply, "error": error, "commit": commit}
+    atomic_write(reply_path(home, msg_id), json.dumps(note))
 
 
 def read_reply_note(home: Home, msg_id: str) -> dict[str, object] | None:

@@ -77,10 +77,11 @@ class SecretGuard:
             if b"\0" in data[:8192]:
                 continue  # binary
             for line, kind in self.scan(data.decode("utf-8", errors="replace")):
-                problems.append(f"{rel}:{line}: {kind}")
+                problems.append(f"{rel}:{line} ({kind})")
         if problems:
             shown = "; ".join(problems[:5]) + (f" and {len(problems) - 5} more" if len(problems) > 5 else "")
-            raise SecretError(f"refusing to commit a secret: {shown}. Remove it (or move it to an environment variable) and try again; nothing was committed")
+            # Worded so that the message, quoted in a notice, does not itself look like a credential.
+            raise SecretError(f"refusing to commit {shown}: a credential must not enter git. Remove it (or move it to an environment variable) and try again; nothing was committed")
 
     def mask(self, text: str) -> str:
         """Replace secret values and credential patterns before text enters the context or the ledger."""

@@ -234,3 +234,26 @@ def test_person_edit_to_prefix_warms_the_engine_before_the_next_wake(home: Home,
     assert str(home.repo.head.commit.message).startswith("person: edited USER.md")
     assert d.stop() == 0
     assert "warm-up (USER.md edited)" in (home.root / ".agentd/logs/daemon.log").read_text()
+
+
+def test_message_that_keeps_failing_is_set_aside_not_retried_forever(home: Home, server: ScriptedServer, responder: CountingResponder, daemon: Callable[[], Daemon]) -> None:
+    """A message holding a credential can never be committed: after a few backed-off
+    wakes it moves to .agentd/failed/ (outside git), the person is told once, and the
+    daemon goes on serving."""
+    configure(home, server.url, every="1h")
+    key = "AKIA" + "Q" * 16
+    d = daemon()
+    post(home, "leaky", f"my key is {key}")
+    kept = home.root / ".agentd/failed/leaky.md"
+    wait_for(kept.exists, 60, "the message set aside")
+    assert not (home.root / "inbox/leaky.md").exists() and not (home.root / "inbox/done/leaky.md").exists()
+    post(home, "after", "are you still there?")
+    wait_for(lambda: (home.root / "inbox/done/after.md").exists(), 30, "the next message answered")
+    time.sleep(3)  # no further attempts at the set-aside message
+    assert d.stop() == 0
+    assert len(responder.wakes("MSGID:leaky")) == 3  # MESSAGE_ATTEMPTS, with backoff between them
+    assert key in kept.read_text()
+    notices = (home.root / "outbox/notices.md").read_text()
+    assert notices.count("set it aside in .agentd/failed/leaky.md") == 1 and key not in notices
+    assert key not in home.repo.git.log("-p", "--all")
+    assert subprocess.run(["git", "-C", str(home.root), "fsck", "--strict"], capture_output=True).returncode == 0

@@ -40,8 +40,9 @@ def test_commit_with_secret_refused_nothing_moves(home: Home, monkeypatch: pytes
     with pytest.raises(SecretError) as err:
         home.commit("agent: notes", identity=AGENT, all_changes=True)
     msg = str(err.value)
-    assert "notes.md:3: private key" in msg and "env.md:1: value of $MY_SERVICE_TOKEN" in msg
+    assert "notes.md:3 (private key)" in msg and "env.md:1 (value of $MY_SERVICE_TOKEN)" in msg
     assert "tok-4f9a8b7c6d5e" not in msg and "b3BlbnNzaC1rZXkt" not in msg
+    assert scan_text(msg) == []  # quoting the refusal in a notice must not be refused in turn
     assert home.repo.head.commit.hexsha == head
     assert set(home.dirty_paths()) == {"notes.md", "env.md"}
     assert home.repo.git.diff("--cached", "--name-only") == ""
