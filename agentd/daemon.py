@@ -614,7 +614,7 @@ class Daemon:
             journal.daily_summary(
                 self.home,
                 datetime.fromisoformat(previous),
-                wakes=len({r["session"] for r in rows if r["purpose"] == "wake"}),
+                wakes=journal.count_wakes(self.home, datetime.fromisoformat(previous).date()),
                 requests=len(rows),
                 prompt_tokens=prompt,
                 cached_tokens=cached,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,7 @@ if TYPE_CHECKING:
     from agentd.home import Home
 
 MAX_RECENT_CHARS = 12_000
+ENTRY_HEADING = re.compile(r"## \d\d:\d\d · ")
 
 
 def day_path(day: date) -> str:
@@ -33,6 +35,18 @@ def append_entry(home: Home, when: datetime, trigger: str, summary: str, actions
     if tokens:
         lines.append(f"- tokens: {tokens}")
     return _append(home, when.date(), "\n".join(lines) + "\n")
+
+
+def count_wakes(home: Home, day: date) -> int:
+    """Wakes recorded in the day's journal (one entry each; compaction entries are not wakes)."""
+    path = home.root / day_path(day)
+    if not path.is_file():
+        return 0
+    return sum(
+        1
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if ENTRY_HEADING.match(line) and " · compaction of session " not in line
+    )
 
 
 def daily_summary(home: Home, day: datetime | date, *, wakes: int, requests: int, prompt_tokens: int, cached_tokens: int) -> str:

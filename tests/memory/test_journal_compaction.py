@@ -24,6 +24,17 @@ def test_journal_entries_and_summary(home: Home) -> None:
     assert "Backed up" in journal.read_recent(home, days=2, today=date(2026, 11, 23))
 
 
+def test_count_wakes_counts_entries_not_compactions(home: Home) -> None:
+    from memory.compaction import write_compaction
+
+    day = datetime(2026, 11, 22, 9, 0)
+    assert journal.count_wakes(home, day.date()) == 0
+    for i, trigger in enumerate(["heartbeat", "message:m1", "cron:backup"]):
+        journal.append_entry(home, day.replace(minute=i), trigger, "did it\n## not a heading · inside", [], [])
+    write_compaction(home, day, "- summary", "abc123")
+    assert journal.count_wakes(home, day.date()) == 3
+
+
 def test_bound_summary() -> None:
     long = "\n".join(f"- point {i}" for i in range(1000))
     out = bound_summary(long, 200)
