@@ -252,7 +252,15 @@ def naive_requests(home: Home, recorded: list[Recorded], max_tokens: int | None,
         key = str(msgs[0].get("content", ""))[:200]
         canon = [json.dumps(m, sort_keys=True) for m in msgs]
         prev = seen.get(key, [])
-        new = msgs[len(prev):] if canon[: len(prev)] == prev else msgs
+        # Only what this request adds to its session enters the history: the longest common
+        # prefix with the session's previous request was added then (an empty heartbeat that
+        # agentd drops from its tail stays in the naive history, as a naive harness keeps it).
+        common = 0
+        for a, b in zip(prev, canon, strict=False):
+            if a != b:
+                break
+            common += 1
+        new = msgs[common:]
         seen[key] = canon
         for m in new:
             content = str(m.get("content", ""))
