@@ -57,7 +57,7 @@ def pending(home: Home) -> list[str]:
 def approve(home: Home, config: Config, approval_id: str) -> str:
     """Run the parked command (the built-in deny rules still hold) and record the result."""
     rel, text, command, workdir = _load(home, approval_id)
-    decision = ShellPolicy(mode="auto", allow=config.shell.allow, deny=config.shell.deny).decide(command)
+    decision = ShellPolicy("auto", config.shell.allow, config.shell.deny, home_root=home.root, workdirs=config.shell.workdirs).decide(command, workdir)
     if decision.action == "deny":
         home.write_text(rel, text.replace("status: pending", "status: refused", 1) + f"\nRefused by the policy: {decision.rule}\n", guard=False)
         raise UserError(f"the policy still refuses this command ({decision.rule}); nothing ran")

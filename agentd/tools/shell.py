@@ -140,7 +140,7 @@ class ShellTool(Tool):
         command = str(args["command"])
         cfg = ctx.config.shell
         cwd = self._workdir(ctx, args.get("workdir"))
-        decision = ShellPolicy.from_config(cfg, ctx.home.root).decide(command)
+        decision = ShellPolicy.from_config(cfg, ctx.home.root).decide(command, cwd)
         if decision.action == "deny":
             return ToolOutcome(self.name, False, f"error: refused by the shell policy ({decision.rule}): {decision.reason or 'not allowed'}")
         if decision.action == "ask":
