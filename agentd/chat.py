@@ -18,6 +18,19 @@ def _print_delta(text: str) -> None:
     sys.stdout.flush()
 
 
+def _print_reply(streamed: str, reply: str | None) -> None:
+    """End the streamed text; print the reply unless it was the text just streamed.
+
+    Only a native-mode answer without a tool call streams as the reply itself: text
+    streamed before a tool call is the model thinking aloud, a ``reply`` tool's text
+    arrives whole in its arguments, and JSON actions are not streamed at all.
+    """
+    if streamed:
+        click.echo()
+    if reply and not streamed.rstrip().endswith(reply.strip()):
+        click.echo(reply)
+
+
 def run_chat(home: Home) -> None:
     """Each line you type is a message (kept in inbox/done/ like any other); replies stream where the engine streams."""
     if daemon.read_state(home) is not None:
@@ -48,10 +61,7 @@ def run_chat(home: Home) -> None:
                     home.recover()
                 click.echo("\n(interrupted: the unfinished wake was undone; your message stays in the inbox)")
                 return
-            if result.reply and not streamed:
-                click.echo(result.reply)
-            elif streamed:
-                click.echo()
+            _print_reply("".join(streamed), result.reply)
             if result.status != "ok":
                 click.echo(f"[{result.status}: {result.error}]", err=True)
 

@@ -35,7 +35,7 @@ from agentd.home import AGENT, Home, WriteAheadLog, atomic_write
 from agentd.loop import Agent, wake, warm_up
 from agentd.wiring import build_agent, make_supervisor, timezone_of
 from engine.errors import EngineError
-from engine.supervisor import EngineSupervisor
+from engine.supervisor import EngineInfo, EngineSupervisor
 from memory import journal
 from scheduler.cron import CronJob, parse_cron_md
 from scheduler.service import Scheduler
@@ -47,6 +47,9 @@ STEERING = ("agent.yaml", "CRON.md", "HEARTBEAT.md")
 PREFIX_SOURCES = ("AGENT.md", "USER.md", "memory/MEMORY.md")
 POLL_S = 0.25
 STOP_GRACE_S = 30.0
+SHUTDOWN_DEADLINE_S = 50.0  # under `agentd stop`'s 60 s before SIGKILL
+ENGINE_OWNER = "engine-owner.json"  # the engine this home's daemon started (pid)
+REPORTED = "reported.json"  # problems already told to the person, across restarts
 # Wakes a message may fail with an error of agentd's own (a refused commit, a bug; not an
 # engine outage, which is waited out) before it is set aside in .agentd/failed/.
 MESSAGE_ATTEMPTS = 3
@@ -195,6 +198,11 @@ class Daemon:
         self.worker: threading.Thread | None = None
         self.need_warmup: str | None = None
         self.prefix_hashes: dict[str, str] = {}
+        self.owns_engine = False  # started by this daemon (or by a previous one that was killed)
+        self.adopted_pid: int | None = None
+        self._deadline: threading.Timer | None = None
+        self.inbox_watch = inbox.SettleWatch()
+        self.read_messages: dict[str, bytes] = {}  # message → the bytes its wake read
 
     # ------------------------------------------------------------ lifecycle
     def run(self) -> int:
@@ -222,6 +230,12 @@ class Daemon:
         def handler(signum: int, _frame: Any) -> None:
             log.info("received %s: finishing the running wake, then stopping", signal.Signals(signum).name)
             self.stop_event.set()
+            if self._deadline is None:
+                # `agentd stop` SIGKILLs after 60 s, which would orphan the engine: whatever
+                # hangs (a warm-up, an engine restart, a lock), exit with the engine stopped first.
+                self._deadline = threading.Timer(SHUTDOWN_DEADLINE_S, self._abort)
+                self._deadline.daemon = True
+                self._deadline.start()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
@@ -230,12 +244,18 @@ class Daemon:
         log.info("daemon starting on %s (pid %d)", self.home.root, os.getpid())
         self.config = load_config(self.home.root)
         self._recover()
+        self.reported = self._load_reported()
         self.supervisor = make_supervisor(self.home, self.config)
-        info = self.supervisor.ensure_running()
+        info = self._engine_up(self.supervisor)
         log.info("engine %s ready at %s (pid %s)", info.model, info.url, info.pid)
         self.supervisor.on_event = self._engine_event
         self.supervisor.start_monitor()
         self.agent = build_agent(self.home, self.config, self.supervisor.client(), model=info.model)
+        # The person's prefix edits made while the daemon was down were just committed by
+        # recovery, so no wake will see them as edits: compare with the saved epoch now.
+        compiler = self.agent.compiler
+        if self.agent.refresh_prefix("cold start" if compiler.prefix is None else None):
+            log.info("new epoch at start: %s", compiler.epoch_cause)
         self.scheduler = Scheduler(
             state_path=self.home.runtime / "schedule.json",
             on_fire=self._on_fire,
@@ -271,6 +291,12 @@ class Daemon:
             except SecretError as e:
                 log.error("recovery: %s", e)
 
+    def _abort(self) -> None:
+        log.warning("still not stopped %.0fs after the signal: aborting (the next start undoes an unfinished wake)", SHUTDOWN_DEADLINE_S)
+        self._stop_engine()
+        state_path(self.home).unlink(missing_ok=True)
+        os._exit(0)
+
     def _shutdown(self) -> None:
         if self.worker is not None and self.worker.is_alive():
             self.worker.join(STOP_GRACE_S)
@@ -285,10 +311,48 @@ class Daemon:
         state_path(self.home).unlink(missing_ok=True)
         log.info("daemon stopped")
 
+    # ------------------------------------------------------------ the engine's owner
+    def _engine_up(self, sup: EngineSupervisor) -> EngineInfo:
+        """Adopt a running engine or start one; the daemon stops only an engine it started."""
+        adopted = sup.adopt()
+        if adopted is None:
+            info = sup.start()
+            self.adopted_pid = None
+            self.owns_engine = info.pid is not None
+        else:
+            info = adopted
+            # One a previous daemon started and left behind (it was killed) is still ours;
+            # one the person started (`agentd engine start`) stays theirs.
+            self.adopted_pid = info.pid
+            self.owns_engine = info.pid is not None and info.pid == _owned_engine_pid(self.home)
+        self._record_owner()
+        return info
+
+    def _engine_started_here(self) -> bool:
+        info = self.supervisor.info if self.supervisor is not None else None
+        if info is None or info.pid is None:
+            return False
+        # The monitor restarts a dead engine: a new pid is one this daemon started.
+        return self.owns_engine or info.pid != self.adopted_pid
+
+    def _record_owner(self) -> None:
+        path = self.home.runtime / ENGINE_OWNER
+        info = self.supervisor.info if self.supervisor is not None else None
+        if self._engine_started_here() and info is not None:
+            atomic_write(path, json.dumps({"pid": info.pid, "daemon": os.getpid()}))
+        else:
+            path.unlink(missing_ok=True)
+
     def _stop_engine(self) -> None:
-        if self.supervisor is not None:
-            self.supervisor.stop_monitor()
-            self.supervisor.stop()
+        sup = self.supervisor
+        if sup is None:
+            return
+        sup.stop_monitor()
+        if self._engine_started_here():
+            sup.stop()
+            (self.home.runtime / ENGINE_OWNER).unlink(missing_ok=True)
+        elif sup.info is not None and sup.info.pid is not None:
+            log.info("leaving the engine (pid %s) running: this daemon adopted it, it did not start it", sup.info.pid)
 
     # ------------------------------------------------------------ main loop
     def _loop(self) -> None:
@@ -343,13 +407,19 @@ class Daemon:
                 self._message_failed(payload, f"{type(e).__name__}: {e}")
         finally:
             if kind == "message":
+                self.read_messages.pop(payload, None)
                 self.queue.done_message(payload)
 
     def _event_for(self, kind: str, payload: Any) -> Event | None:
         assert self.config is not None and self.agent is not None
         now = self.agent.clock()
         if kind == "message":
-            return inbox.read_message(self.home, payload, now)
+            try:
+                data = (self.home.root / payload).read_bytes()
+            except FileNotFoundError:
+                return None
+            self.read_messages[payload] = data
+            return inbox.message_event(payload, data, now)
         if kind == "system":
             event: Event = payload
             return event
@@ -364,6 +434,8 @@ class Daemon:
                 return None
             return Event("cron", job.instruction, now, name=job.slug)
         plan = hb.prepare(self.home, self.config, now)
+        for key, text in plan.notices:
+            self._report_once(key, text)
         if plan.event is None:
             self._skip("heartbeat", plan.reason)
             return None
@@ -392,6 +464,7 @@ class Daemon:
             "commit": result.commit,
         }
         if event.kind == "message" and event.source:
+            self._keep_late_write(event.source, result)
             inbox.write_reply_note(self.home, event, result)
             if result.status == "failed" and not result.commit:
                 self._retry_message(event.source, result.error or "failed")
@@ -399,9 +472,24 @@ class Daemon:
                 self.attempts.pop(event.source, None)
         if result.status == "failed" and result.error and result.error.startswith("engine"):
             self._report_once("engine-failing", f"The engine is failing; wakes are retried. Last error: {result.error}")
-        elif result.status != "failed":
-            self.reported.discard("engine-failing")
+        elif result.status != "failed" and result.steps:
+            self._forget_reported("engine-failing", "engine-gave-up")
         self._write_state()
+
+    def _keep_late_write(self, rel: str, result: WakeResult) -> None:
+        """A writer that went on writing after the message was read: the rest becomes a new message."""
+        read = self.read_messages.pop(rel, None)
+        done = f"inbox/done/{Path(rel).name}"
+        if read is None or not result.commit or not (self.home.root / done).is_file():
+            return
+        try:
+            with self.home.lock(timeout=60, purpose="late write to a message"):
+                new = inbox.keep_late_write(self.home, done, read, datetime.now())
+        except AgentdError as e:
+            log.error("could not check %s for a late write: %s", done, e)
+            return
+        if new:
+            log.warning("%s changed after it was read: what was added is queued as %s", rel, new)
 
     def _message_failed(self, rel: str, error: str) -> None:
         """Back off; after ``MESSAGE_ATTEMPTS`` such failures, set the message aside and say so."""
@@ -444,7 +532,7 @@ class Daemon:
     # ------------------------------------------------------------ sources of wakes
     def _poll_inbox(self) -> None:
         waiting = {r.name for r in self.retries}
-        for rel in inbox.pending(self.home):
+        for rel in self.inbox_watch.ready(self.home):
             if rel not in waiting:
                 self.queue.put_message(rel)
 
@@ -485,7 +573,7 @@ class Daemon:
                 self._bad_edit(e)
                 config = self.config
             else:
-                self.reported = {r for r in self.reported if not r.startswith("bad-edit:agent.yaml")}
+                self._forget_reported(*(r for r in self.reported if r.startswith("bad-edit:agent.yaml")))
                 self._apply_config(config)
         assert config is not None
         jobs = self.jobs
@@ -495,6 +583,8 @@ class Daemon:
             parsed = parse_cron_md(text, path)
             for cron_err in parsed.errors:
                 self._bad_edit(cron_err)
+            if not parsed.errors:
+                self._forget_reported(*(r for r in self.reported if r.startswith("bad-edit:CRON.md:")))
             # A bad edit keeps the last good schedule: jobs that parse take effect,
             # the rest of the previous schedule stays until the file is valid again.
             good = {j.slug: j for j in parsed.jobs}
@@ -503,6 +593,8 @@ class Daemon:
             plan = hb.parse(self.home)
             for err in plan.errors:
                 self._bad_edit(err)
+            if not plan.errors:
+                self._forget_reported(*(r for r in self.reported if r.startswith("bad-edit:HEARTBEAT.md:")))
         self.jobs = jobs
         if self.scheduler is not None:
             self.scheduler.apply(
@@ -545,10 +637,11 @@ class Daemon:
         assert old is not None and self.supervisor is not None
         if (old.engine.backend, old.engine.model) != (config.engine.backend, config.engine.model) or old.engine != config.engine:
             log.info("engine settings changed: %s:%s → %s:%s", old.engine.backend, old.engine.model, config.engine.backend, config.engine.model)
+            # Even an adopted engine goes: the person asked for another one on this home.
             self.supervisor.stop_monitor()
             self.supervisor.stop()
             self.supervisor = make_supervisor(self.home, config)
-            info = self.supervisor.ensure_running()
+            info = self._engine_up(self.supervisor)
             self.supervisor.on_event = self._engine_event
             self.supervisor.start_monitor()
             self.agent = build_agent(self.home, config, self.supervisor.client(), model=info.model)
@@ -587,6 +680,24 @@ class Daemon:
                     raise
         except AgentdError as e:
             log.error("could not write a notice: %s", e)
+        else:
+            self._save_reported()
+
+    def _forget_reported(self, *keys: str) -> None:
+        """The problem went away: a new occurrence is told again."""
+        if any(k in self.reported for k in keys):
+            self.reported.difference_update(keys)
+            self._save_reported()
+
+    def _load_reported(self) -> set[str]:
+        try:
+            data = json.loads((self.home.runtime / REPORTED).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return set()
+        return {str(k) for k in data} if isinstance(data, list) else set()
+
+    def _save_reported(self) -> None:
+        atomic_write(self.home.runtime / REPORTED, json.dumps(sorted(self.reported), ensure_ascii=False))
 
     # ------------------------------------------------------------ engine and days
     def _engine_event(self, kind: str, detail: str) -> None:
@@ -594,6 +705,8 @@ class Daemon:
         if self.agent is not None and "restart" in kind:
             self.agent.compiler.note_break("engine restarted")
             self.need_warmup = "engine restarted"
+        if "restarted" in kind:
+            self._record_owner()
         if "gave up" in kind or "give" in kind:
             self._report_once("engine-gave-up", f"The engine stopped and could not be restarted: {detail}")
 
@@ -606,19 +719,16 @@ class Daemon:
             return
         if today == self.day:
             return
+        from agentd.ledger import day_summary, totals
+
         previous, self.day = self.day, today
         rows = [r for r in self.agent.ledger.rows() if r["day"] == previous]
-        prompt = sum(r["prompt_tokens"] for r in rows)
-        cached = sum(r["cached_tokens"] or 0 for r in rows)
+        day = datetime.fromisoformat(previous).date()
+        rel = journal.day_path(day)
         with self.home.lock(purpose="day summary"):
-            journal.daily_summary(
-                self.home,
-                datetime.fromisoformat(previous),
-                wakes=journal.count_wakes(self.home, datetime.fromisoformat(previous).date()),
-                requests=len(rows),
-                prompt_tokens=prompt,
-                cached_tokens=cached,
-            )
+            # An unknown cached count reads "unknown" in the journal, never 0%.
+            head = "" if (self.home.root / rel).exists() else f"# {previous}\n"
+            self.home.append_text(rel, head + day_summary(totals(rows), wakes=journal.count_wakes(self.home, day)))
             self.home.commit(f"journal: day summary for {previous}", identity=AGENT, paths=["memory/journal"])
         self.agent.compiler.drop_session("main")
         if self.agent.refresh_prefix("new day: the agent's memory edits picked up"):
@@ -644,3 +754,33 @@ class Daemon:
 
 def uptime(state: dict[str, Any]) -> str:
     return str(timedelta(seconds=int(time.time() - float(state.get("started", time.time())))))
+
+
+def _owned_engine_pid(home: Home) -> int | None:
+    """The engine a daemon of this home started, if it still runs (a killed daemon leaves it behind)."""
+    try:
+        pid = json.loads((home.runtime / ENGINE_OWNER).read_text(encoding="utf-8")).get("pid")
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) and psutil.pid_exists(pid) else None
+
+
+def stop_orphaned_engine(home: Home) -> int | None:
+    """Stop the engine a dead daemon started (after a SIGKILL); returns its pid, or None.
+
+    An engine the person started themselves is never touched: only the one named in
+    ``.agentd/engine-owner.json`` and still recorded as this home's engine.
+    """
+    if read_state(home) is not None:
+        return None  # a running daemon owns it
+    pid = _owned_engine_pid(home)
+    if pid is None:
+        (home.runtime / ENGINE_OWNER).unlink(missing_ok=True)
+        return None
+    sup = make_supervisor(home, load_config(home.root))
+    info = sup.adopt()
+    if info is None or info.pid != pid:
+        return None
+    sup.stop()
+    (home.runtime / ENGINE_OWNER).unlink(missing_ok=True)
+    return pid

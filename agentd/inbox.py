@@ -1,10 +1,19 @@
-"""The inbox: one file per message to the agent; processed messages move to inbox/done/."""
+"""The inbox: one file per message to the agent; processed messages move to inbox/done/.
+
+Writers should write the message under a dotfile or ``*.tmp`` name and rename it into
+place (``agentd say`` does): such names are never read. A file written in place is
+taken only once it has *settled*: the same size and mtime on two polls, and (on Linux)
+no process holding it open for writing.
+"""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import secrets
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -13,6 +22,12 @@ from agentd.home import AGENT, Home, atomic_write
 
 MAX_MESSAGE_CHARS = 20_000
 IGNORED = {"README.md", ".gitkeep"}
+TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".swp", "~", ".agentd-tmp", ".crdownload")
+
+
+def is_message_name(name: str) -> bool:
+    """Dotfiles and temporary names are a writer's work in progress, never a message."""
+    return not name.startswith(".") and name not in IGNORED and not name.endswith(TEMP_SUFFIXES)
 
 
 def pending(home: Home) -> list[str]:
@@ -20,11 +35,45 @@ def pending(home: Home) -> list[str]:
     folder = home.root / "inbox"
     if not folder.is_dir():
         return []
-    out = []
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and not p.name.startswith(".") and p.name not in IGNORED and not p.name.endswith(".agentd-tmp"):
-            out.append(f"inbox/{p.name}")
-    return out
+    return [f"inbox/{p.name}" for p in sorted(folder.iterdir()) if p.is_file() and is_message_name(p.name)]
+
+
+def open_for_writing(path: Path) -> bool | None:
+    """Whether some process holds ``path`` open for writing (Linux read lease), None if unknown."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as e:
+        return True if e.errno in (errno.EAGAIN, errno.EBUSY) else None
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class SettleWatch:
+    """Yields an inbox file only once it has settled: unchanged across two polls, not being written."""
+
+    seen: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def ready(self, home: Home) -> list[str]:
+        out, now_seen = [], {}
+        for rel in pending(home):
+            try:
+                st = (home.root / rel).stat()
+            except FileNotFoundError:
+                continue
+            sig = (st.st_size, st.st_mtime_ns)
+            now_seen[rel] = sig
+            if self.seen.get(rel) == sig and not open_for_writing(home.root / rel):
+                out.append(rel)
+        self.seen = now_seen
+        return out
 
 
 def new_message_id(now: datetime) -> str:
@@ -40,11 +89,14 @@ def post(home: Home, text: str, now: datetime) -> str:
 
 def read_message(home: Home, rel: str, now: datetime) -> Event | None:
     """Turn an inbox file into an event; binary, huge, empty or broken files still become one."""
-    path = home.root / rel
     try:
-        data = path.read_bytes()
+        data = (home.root / rel).read_bytes()
     except FileNotFoundError:
         return None
+    return message_event(rel, data, now)
+
+
+def message_event(rel: str, data: bytes, now: datetime) -> Event:
     if b"\0" in data[:8192]:
         text = f"(a binary file of {len(data)} bytes was dropped in the inbox as {rel}; it is not shown)"
     else:
@@ -56,6 +108,31 @@ def read_message(home: Home, rel: str, now: datetime) -> Event | None:
         if not text.strip():
             text = "(an empty message)"
     return Event("message", text, now, name=Path(rel).stem, source=rel)
+
+
+def keep_late_write(home: Home, rel: str, read: bytes, now: datetime) -> str | None:
+    """The answered message (``inbox/done/…``) changed after its wake read it: what was added
+    becomes a new message, so nothing the writer added goes unanswered (call under the lock).
+
+    A late write that landed after the wake's commit is taken back out of the done file
+    (it goes into the new message instead), so the home is left clean. Returns the new
+    message's path, or None when the file is as it was read.
+    """
+    path = home.root / rel
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if data == read:
+        return None
+    extra = data[len(read):] if data.startswith(read) else data
+    note = f"(continued: added to {Path(rel).name} after the agent had read it)\n\n".encode()
+    new = f"inbox/{new_message_id(now)}-{Path(rel).stem}-more.md"
+    atomic_write(home.root / new, note + extra)
+    committed = home.head_bytes(rel)
+    if committed is not None and committed != data:
+        atomic_write(path, committed)
+    return new
 
 
 def set_aside(home: Home, rel: str) -> str | None:

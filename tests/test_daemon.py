@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -69,23 +70,36 @@ def server(responder: CountingResponder) -> Iterator[ScriptedServer]:
     s.stop()
 
 
-def configure(home: Home, url: str, *, every: str = "1s") -> None:
+def configure(home: Home, url: str | None, *, every: str = "1s") -> None:
+    """The external scripted server at ``url``; or, with None, the supervised engine double."""
     text = (home.root / "agent.yaml").read_text()
-    text = text.replace("backend: llamacpp", "backend: openai").replace("# url: http://127.0.0.1:8000/v1", f"url: {url}")
+    if url is not None:
+        text = text.replace("backend: llamacpp", "backend: openai").replace("# url: http://127.0.0.1:8000/v1", f"url: {url}")
     text = text.replace("every: 30m", f"every: {every}").replace('active_hours: "08:00-22:00"', "active_hours: always")
     (home.root / "agent.yaml").write_text(text)
     home.absorb_person_edits()
 
 
+AGENTD = [sys.executable, "-m", "agentd"]
+# agentd whose llamacpp backend is the engine double: a real supervised process, no model.
+AGENTD_WITH_ENGINE_DOUBLE = [sys.executable, "-m", "tests.doubles.engine_process", "agentd"]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def agentd(home: Home, *args: str, engine_double: bool = False, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    argv = [*(AGENTD_WITH_ENGINE_DOUBLE if engine_double else AGENTD), "--home", str(home.root), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=ENV, cwd=ROOT)
+
+
 class Daemon:
-    def __init__(self, home: Home) -> None:
+    def __init__(self, home: Home, argv: list[str] | None = None) -> None:
         self.home = home
+        self.argv = argv or AGENTD
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Daemon:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.log = open(self.home.root / ".agentd" / "test-daemon.out", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "agentd", "--home", str(self.home.root), "run"], stdout=self.log, stderr=self.log, env=env)
+        self.proc = subprocess.Popen([*self.argv, "--home", str(self.home.root), "run"], stdout=self.log, stderr=self.log, env=ENV, cwd=ROOT)
         wait_for(lambda: (self.home.root / ".agentd" / "daemon.json").exists() or self.proc.poll() is not None, 30, "daemon ready")  # type: ignore[union-attr]
         assert self.proc.poll() is None, self.output()
         return self
@@ -106,11 +120,11 @@ class Daemon:
 
 
 @pytest.fixture
-def daemon(home: Home) -> Iterator[Callable[[], Daemon]]:
+def daemon(home: Home) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
-    def make() -> Daemon:
-        d = Daemon(home)
+    def make(*, engine_double: bool = False) -> Daemon:
+        d = Daemon(home, AGENTD_WITH_ENGINE_DOUBLE if engine_double else None)
         started.append(d)
         return d.start()
 
@@ -119,6 +133,24 @@ def daemon(home: Home) -> Iterator[Callable[[], Daemon]]:
         if d.proc is not None and d.proc.poll() is None:
             d.proc.kill()
             d.proc.wait(10)
+    engine_pid = _engine_pid(home)
+    if engine_pid is not None and psutil.pid_exists(engine_pid):  # never leave an engine double behind
+        os.killpg(os.getpgid(engine_pid), signal.SIGKILL)
+
+
+def _engine_pid(home: Home) -> int | None:
+    try:
+        pid = json.loads((home.root / ".agentd/engine.json").read_text()).get("pid")
+    except FileNotFoundError:
+        return None
+    return pid if isinstance(pid, int) else None
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def post(home: Home, name: str, text: str) -> None:
@@ -257,3 +289,174 @@ def test_message_that_keeps_failing_is_set_aside_not_retried_forever(home: Home,
     assert notices.count("set it aside in .agentd/failed/leaky.md") == 1 and key not in notices
     assert key not in home.repo.git.log("-p", "--all")
     assert subprocess.run(["git", "-C", str(home.root), "fsck", "--strict"], capture_output=True).returncode == 0
+
+
+# ---------------------------------------------------------------------- the queue
+def test_heartbeats_that_come_due_while_waiting_are_coalesced() -> None:
+    from datetime import datetime
+
+    from agentd.daemon import WakeQueue
+
+    q = WakeQueue()
+    for minute in range(3):
+        q.put_heartbeat(datetime(2026, 1, 1, 9, minute))
+    q.put_message("inbox/a.md")
+    assert q.get(0) == ("message", "inbox/a.md")
+    assert q.get(0) == ("heartbeat", datetime(2026, 1, 1, 9, 0))
+    assert q.get(0) is None and q.coalesced == 2
+
+
+def test_heartbeat_due_during_a_wake_is_coalesced(home: Home, server: ScriptedServer, responder: CountingResponder, daemon: Callable[..., Daemon]) -> None:
+    configure(home, server.url, every="1s")
+    (home.root / "HEARTBEAT.md").write_text("# Heartbeat\n\n- [ ] look outside\n")
+    responder.delay = 2.5
+    d = daemon()
+    state = home.root / ".agentd/daemon.json"
+    # Heartbeats fire every second during each 2.5 s wake: one waits, the others are coalesced.
+    wait_for(lambda: json.loads(state.read_text()).get("queue_coalesced", 0) >= 1, 30, "a coalesced heartbeat")
+    assert d.stop() == 0
+    assert responder.max_in_flight == 1
+    done = (home.root / ".agentd/logs/daemon.log").read_text().count("wake heartbeat ")
+    assert done == len(responder.wakes("[Heartbeat")), "each heartbeat wake is one engine call, none twice"
+
+
+# ---------------------------------------------------------------------- lifecycle
+def test_sigterm_mid_wake_finishes_the_wake_then_exits_0(home: Home, server: ScriptedServer, responder: CountingResponder, daemon: Callable[..., Daemon]) -> None:
+    configure(home, server.url, every="1h")
+    responder.delay = 2.0
+    d = daemon()
+    post(home, "late", "answer before you go")
+    wait_for(lambda: len(responder.wakes("MSGID:late")) >= 1, 20, "the wake in flight")
+    assert d.stop() == 0
+    assert (home.root / "inbox/done/late.md").exists()
+    assert outbox_text(home).count("answer to late") == 1
+    assert home.dirty_paths() == []
+    assert "daemon stopped" in (home.root / ".agentd/logs/daemon.log").read_text()
+
+
+def test_prefix_edit_while_stopped_is_in_the_first_warm_up(home: Home, server: ScriptedServer, responder: CountingResponder, daemon: Callable[..., Daemon]) -> None:
+    configure(home, server.url, every="1h")
+    post(home, "first", "hello")
+    d = daemon()
+    wait_for(lambda: (home.root / "inbox/done/first.md").exists(), 30, "a first wake (an epoch is saved)")
+    assert d.stop() == 0
+    (home.root / "USER.md").write_text("# About you\n- Name: Ada, edited while the daemon was down\n")
+    responder.bodies.clear()
+    d = daemon()
+    wait_for(lambda: any(b.get("max_tokens") == 1 for b in responder.bodies), 20, "the warm-up")
+    warm = next(b for b in responder.bodies if b.get("max_tokens") == 1)
+    assert "edited while the daemon was down" in warm["messages"][0]["content"]
+    post(home, "second", "who am I?")
+    wait_for(lambda: len(responder.wakes("MSGID:second")) == 1, 30, "the next wake")
+    assert "edited while the daemon was down" in responder.wakes("MSGID:second")[0]["messages"][0]["content"]
+    assert d.stop() == 0
+    assert "new epoch at start: USER.md changed" in (home.root / ".agentd/logs/daemon.log").read_text()
+
+
+def test_message_written_in_two_parts_is_read_whole(home: Home, server: ScriptedServer, responder: CountingResponder, daemon: Callable[..., Daemon]) -> None:
+    """A writer that pauses mid-file (no write-then-rename): the message is taken once it settled."""
+    configure(home, server.url, every="1h")
+    d = daemon()
+    with open(home.root / "inbox/slow.md", "w") as fh:
+        fh.write("PART-ONE\n")
+        fh.flush()
+        time.sleep(2.5)
+        fh.write("PART-TWO\nMSGID:slow\n")
+    wait_for(lambda: (home.root / "inbox/done/slow.md").exists(), 30, "the message answered")
+    wait_for(lambda: home.dirty_paths() == [], 10, "a clean home")
+    assert d.stop() == 0
+    seen = responder.wakes("MSGID:slow")
+    assert len(seen) == 1 and "PART-ONE\nPART-TWO" in seen[0]["messages"][-1]["content"]
+    assert responder.wakes("PART-ONE") == seen
+    assert home.repo.git.show("HEAD:inbox/done/slow.md") == "PART-ONE\nPART-TWO\nMSGID:slow"
+
+
+# ---------------------------------------------------------------------- live steering
+def test_live_agent_yaml_edits_and_a_bad_edit_keeps_the_last_good_config(home: Home, server: ScriptedServer, responder: CountingResponder, daemon: Callable[..., Daemon]) -> None:
+    configure(home, server.url, every="1h")
+    (home.root / "HEARTBEAT.md").write_text("# Heartbeat\n\n- [ ] water the plants\n")
+    d = daemon()
+    time.sleep(2)
+    assert responder.wakes("[Heartbeat") == []  # hourly: none yet
+    yaml = home.root / "agent.yaml"
+    yaml.write_text(yaml.read_text().replace("every: 1h", "every: 1s"))
+    wait_for(lambda: len(responder.wakes("[Heartbeat")) >= 1, 20, "heartbeats at the new interval")
+    assert "water the plants" in str(responder.wakes("[Heartbeat")[0]["messages"][-1]["content"])
+    (home.root / "HEARTBEAT.md").write_text("# Heartbeat\n\n- [ ] feed the cat\n")
+    wait_for(lambda: any("feed the cat" in str(b["messages"][-1]["content"]) for b in responder.wakes("[Heartbeat")), 20, "the HEARTBEAT.md edit used")
+    lines = yaml.read_text().splitlines()
+    bad = next(i for i, line in enumerate(lines, 1) if line.strip().startswith("every:"))
+    yaml.write_text(yaml.read_text().replace("every: 1s", "every: often"))
+    wait_for(lambda: (home.root / "outbox/notices.md").exists(), 15, "a notice")
+    notice = (home.root / "outbox/notices.md").read_text()
+    assert f"agent.yaml:{bad}" in notice, notice
+    n = len(responder.wakes("[Heartbeat"))
+    wait_for(lambda: len(responder.wakes("[Heartbeat")) > n, 20, "heartbeats go on at the last good interval")
+    assert d.stop() == 0
+
+
+# ---------------------------------------------------------------------- the engine
+def test_daemon_stops_only_the_engine_it_started(home: Home, daemon: Callable[..., Daemon]) -> None:
+    configure(home, None, every="1h")
+    d = daemon(engine_double=True)
+    pid = _engine_pid(home)
+    assert pid is not None and psutil.pid_exists(pid)
+    assert d.stop() == 0
+    wait_for(lambda: gone(pid), 20, "the daemon's own engine stopped")
+    # An engine the person started is adopted, used, and left running.
+    started = agentd(home, "engine", "start", engine_double=True)
+    assert started.returncode == 0, started.stderr
+    theirs = _engine_pid(home)
+    assert theirs is not None and theirs != pid
+    d = daemon(engine_double=True)
+    assert f"(pid {theirs})" in d.output()
+    assert d.stop() == 0
+    assert not gone(theirs), "an adopted engine is not the daemon's to stop"
+    assert "leaving the engine" in (home.root / ".agentd/logs/daemon.log").read_text()
+    assert agentd(home, "engine", "stop", engine_double=True).returncode == 0
+    wait_for(lambda: gone(theirs), 20, "the person's engine stopped by them")
+
+
+def test_engine_of_a_killed_daemon_is_not_orphaned(home: Home, daemon: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentd.daemon import stop_orphaned_engine
+    from engine import backends
+    from tests.doubles.engine_process import DoubleEngineBackend
+
+    configure(home, None, every="1h")
+    d = daemon(engine_double=True)
+    pid = _engine_pid(home)
+    assert pid is not None
+    d.kill9()  # what `agentd stop` does to a daemon that did not stop within 60 s
+    assert not gone(pid)
+    # The next daemon adopts it as its own, so it stops it.
+    d = daemon(engine_double=True)
+    assert _engine_pid(home) == pid
+    d.kill9()
+    assert not gone(pid)
+    monkeypatch.setitem(backends.BACKENDS, "llamacpp", DoubleEngineBackend)
+    assert stop_orphaned_engine(home) == pid
+    wait_for(lambda: gone(pid), 20, "the orphan stopped")
+
+
+def test_engine_failure_is_reported_once_across_restarts(home: Home, server: ScriptedServer, responder: CountingResponder, daemon: Callable[..., Daemon]) -> None:
+    configure(home, server.url, every="1h")
+    broken = {"on": True}
+
+    def answer(body: dict[str, Any]) -> Reply:
+        if broken["on"] and body.get("max_tokens") != 1:
+            return Reply(status=400, content="the model fell over")
+        return responder(body)
+
+    server.responder = answer
+    post(home, "q", "are you there?")
+    d = daemon()
+    wait_for(lambda: (home.root / "outbox/notices.md").exists(), 30, "the failure reported")
+    assert d.stop() == 0
+    calls = len(server.requests)
+    d = daemon()
+    wait_for(lambda: len(server.requests) > calls + 1, 30, "the message tried again after the restart")
+    assert (home.root / "outbox/notices.md").read_text().count("The engine is failing") == 1
+    broken["on"] = False
+    wait_for(lambda: (home.root / "inbox/done/q.md").exists(), 60, "answered once the engine works")
+    wait_for(lambda: "engine-failing" not in (home.root / ".agentd/reported.json").read_text(), 10, "the report cleared")
+    assert d.stop() == 0
