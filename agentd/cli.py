@@ -13,6 +13,7 @@ import click
 from agentd import __version__, ops
 from agentd.errors import AgentdError, UserError
 from agentd.home import Home, init_home, resolve_home_path
+from engine.errors import EngineError, EngineStartError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +41,13 @@ class AgentdGroup(click.Group):
             return super().invoke(ctx)
         except (UserError, AgentdError) as e:
             raise click.ClickException(str(e)) from None
+        except EngineError as e:
+            # engine/ knows nothing of agentd, so its errors are not AgentdErrors; they are
+            # still the person's to fix (a backend not installed, a model not found).
+            text = f"engine: {e}"
+            if isinstance(e, EngineStartError) and e.log_tail:
+                text = f"engine: {str(e).split(chr(10))[0]}; the engine's log ends with:\n{e.log_tail}"
+            raise click.ClickException(text) from None
         except OSError as e:
             if isinstance(e, (BrokenPipeError,)):
                 sys.exit(0)
@@ -147,6 +155,8 @@ def status(c: Context, as_json: bool) -> None:
 def ops_engine_line(e: Any) -> str:
     d = e if isinstance(e, dict) else getattr(e, "__dict__", {})
     parts = [f"{d.get('backend')}:{d.get('model')}"]
+    if d.get("error"):
+        return f"{parts[0]}, cannot start: {d['error']}"
     if d.get("url"):
         parts.append(str(d["url"]))
     if d.get("pid"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import io
 import re
 from collections.abc import Callable, Mapping
@@ -203,12 +204,21 @@ def _env_names(v: Any) -> tuple[str, ...]:
     return items
 
 
-def _mapping(v: Any) -> dict[str, Any]:
+def _number(lo: float, hi: float | None = None, *, what: str) -> Validator:
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= lo or (hi is not None and v > hi):
+            raise ValueError(what)
+        return float(v)
+
+    return check
+
+
+def _args(v: Any) -> tuple[str, ...]:
     if v is None:
-        return {}
-    if not isinstance(v, Mapping):
-        raise ValueError("a mapping of option: value")
-    return {str(k): v[k] for k in v}
+        return ()
+    if not isinstance(v, list) or not all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in v):
+        raise ValueError('a list of command-line arguments, e.g. ["--max-num-seqs", "8"]')
+    return tuple(str(x) for x in v)
 
 
 # dotted key -> (validator, where the typed value goes)
@@ -221,8 +231,17 @@ FIELDS: dict[str, Validator] = {
     "engine.url": _opt_text,
     "engine.api_key_env": _env_name,
     "engine.context_tokens": _opt_int(256),
-    "engine.llamacpp": _mapping,
-    "engine.vllm": _mapping,
+    # Backend options: each one the backend reads is listed, so a typo is reported
+    # here with its line instead of being ignored (or failing when the engine starts).
+    "engine.llamacpp.n_ctx": _int(256),
+    "engine.llamacpp.n_threads": _int(1),
+    "engine.llamacpp.pinned_prefixes": _int(0),
+    "engine.vllm.tool_call_parser": _text,
+    "engine.vllm.max_model_len": _int(256),
+    "engine.vllm.gpu_memory_utilization": _number(0, 1, what="a fraction of GPU memory above 0 and at most 1, e.g. 0.85"),
+    "engine.vllm.kv_offloading_size": _number(0, what="a size in GiB above 0"),
+    "engine.vllm.prefix_caching_hash_algo": _text,
+    "engine.vllm.extra_args": _args,
     "heartbeat.every": _every,
     "heartbeat.active_hours": _hours,
     "budgets.max_steps": _int(1, 200),
@@ -241,9 +260,30 @@ FIELDS: dict[str, Validator] = {
     "files.allow": _strings,
     "secrets.env": _env_names,
 }
-SECTIONS = {key.split(".")[0] for key in FIELDS if "." in key}
-# Options handed to the backend as they are (checked by the engine layer).
-OPEN_MAPPINGS = {"engine.llamacpp", "engine.vllm"}
+SECTIONS = {key.rsplit(".", i)[0] for key in FIELDS for i in range(1, key.count(".") + 1)}
+# Sections whose settings are handed to the engine backend as a mapping of options;
+# an option left empty (``n_threads:``) means the backend's default.
+BACKEND_OPTIONS = ("engine.llamacpp", "engine.vllm")
+OPTION_DEFAULTS = {"engine.llamacpp.n_ctx": LLAMACPP_DEFAULT_N_CTX, "engine.llamacpp.pinned_prefixes": 4}
+
+
+def _children(prefix: str) -> list[str]:
+    """The names directly under ``prefix`` ("" for the top level): settings and sections."""
+    names = {k[len(prefix):].split(".")[0] for k in FIELDS if k.startswith(prefix)}
+    return sorted(names)
+
+
+def unknown_setting(key: str) -> str:
+    """``unknown setting 'heartbeat.evry' (did you mean heartbeat.every? known under heartbeat: …)``."""
+    parts = key.split(".")
+    depth = 0  # how much of the key names a known section
+    while depth < len(parts) - 1 and ".".join(parts[: depth + 1]) in SECTIONS:
+        depth += 1
+    prefix = ".".join(parts[:depth]) + "." if depth else ""
+    close = difflib.get_close_matches(key, sorted(FIELDS), n=1, cutoff=0.75)
+    hint = f"did you mean {close[0]}? " if close else ""
+    where = f"under {prefix[:-1]}" if prefix else "at the top level"
+    return f"unknown setting {key!r} ({hint}known {where}: {', '.join(_children(prefix))})"
 
 
 def _yaml() -> YAML:
@@ -280,13 +320,16 @@ def validate(doc: CommentedMap, path: Path) -> Config:
     """Turn the document into a Config; every problem names its line and what was expected."""
     errors: list[ConfigError] = []
     values: dict[str, Any] = {}
+    lines: dict[str, int | None] = {}
 
     def visit(node: CommentedMap, prefix: str) -> None:
         for key in node:
             dotted = f"{prefix}{key}"
-            line = _line_of(node, key)
+            line = lines[dotted] = _line_of(node, key)
             value = node[key]
             if dotted in FIELDS:
+                if value is None and dotted.startswith(BACKEND_OPTIONS):
+                    continue  # left empty: the backend's default
                 try:
                     values[dotted] = FIELDS[dotted](value)
                 except ValueError as e:
@@ -297,11 +340,12 @@ def validate(doc: CommentedMap, path: Path) -> Config:
                 elif value is not None:
                     errors.append(ConfigError(path, line, f"{dotted}: expected a section of settings"))
             else:
-                known = sorted(k for k in FIELDS if k.startswith(prefix) and "." not in k[len(prefix):])
-                hint = f" (known here: {', '.join(k[len(prefix):] for k in known)})" if known else ""
-                errors.append(ConfigError(path, line, f"unknown setting {dotted!r}{hint}"))
+                errors.append(ConfigError(path, line, unknown_setting(dotted)))
 
     visit(doc, "")
+    if values.get("engine.backend") == "openai" and not values.get("engine.url"):
+        errors.append(ConfigError(path, lines.get("engine.backend"), "engine.url is required for backend: openai (e.g. url: http://127.0.0.1:8000/v1)"))
+    errors.sort(key=lambda err: err.line or 0)
     if errors:
         first = errors[0]
         if len(errors) > 1:
@@ -311,6 +355,9 @@ def validate(doc: CommentedMap, path: Path) -> Config:
 
     def get(key: str, default: Any) -> Any:
         return values.get(key, default)
+
+    def options(section: str) -> dict[str, Any]:
+        return {k[len(section) + 1:]: v for k, v in values.items() if k.startswith(section + ".")}
 
     e, h, b, s = EngineConfig(), HeartbeatConfig(), Budgets(), ShellConfig()
     return Config(
@@ -323,8 +370,8 @@ def validate(doc: CommentedMap, path: Path) -> Config:
             url=get("engine.url", e.url),
             api_key_env=get("engine.api_key_env", e.api_key_env),
             context_tokens=get("engine.context_tokens", e.context_tokens),
-            llamacpp=get("engine.llamacpp", {}),
-            vllm=get("engine.vllm", {}),
+            llamacpp=options("engine.llamacpp"),
+            vllm={k: list(v) if isinstance(v, tuple) else v for k, v in options("engine.vllm").items()},
         ),
         heartbeat=HeartbeatConfig(
             every=get("heartbeat.every", h.every),
@@ -362,12 +409,16 @@ def get_value(home_root: Path, key: str) -> Any:
         if not isinstance(node, Mapping) or part not in node:
             if key in FIELDS:
                 return _default_of(key)
-            raise ConfigError(path, None, f"no setting {key!r}")
+            if key in SECTIONS:
+                return {}
+            raise ConfigError(path, None, unknown_setting(key))
         node = node[part]
     return node
 
 
 def _default_of(key: str) -> Any:
+    if key.startswith(BACKEND_OPTIONS):
+        return OPTION_DEFAULTS.get(key)
     renamed = {"files.allow": "files_allow", "secrets.env": "secrets_env"}
     obj: Any = Config()
     if key in renamed:
@@ -383,18 +434,28 @@ def set_value(home_root: Path, key: str, raw: str) -> tuple[str, Config]:
     Comments and order survive. The file is not touched: the caller writes it
     (atomically) and commits it, once validation has passed.
     """
+    return set_values(home_root, {key: raw})
+
+
+def set_values(home_root: Path, changes: Mapping[str, str]) -> tuple[str, Config]:
+    """Several settings at once, validated together (see :func:`set_value`)."""
     path = home_root / CONFIG_FILE
     doc = parse_document(path.read_text(encoding="utf-8"), path)
-    if key not in FIELDS:
-        raise ConfigError(path, None, f"unknown setting {key!r} (known: {', '.join(sorted(FIELDS))})")
-    value = _yaml().load(raw) if raw.strip() else None
-    parts = key.split(".")
-    node = doc
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), CommentedMap):
-            node[part] = CommentedMap()
-        node = node[part]
-    node[parts[-1]] = value
+    for key, raw in changes.items():
+        if key not in FIELDS:
+            raise ConfigError(path, None, unknown_setting(key))
+        try:
+            value = _yaml().load(raw) if raw.strip() else None
+        except YAMLError as e:
+            why = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(path, None, f"{key}: {raw!r} is not a YAML value ({why}); to set it as text, quote it: '\"{raw}\"'") from None
+        parts = key.split(".")
+        node = doc
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), CommentedMap):
+                node[part] = CommentedMap()
+            node = node[part]
+        node[parts[-1]] = value
     text = dump(doc)
     # Validate the text as it will be on disk, so errors carry its real line numbers.
     config = validate(parse_document(text, path), path)

@@ -67,7 +67,15 @@ class PathError(AgentdError):
 
 
 class SecretError(UserError):
-    """A commit was refused because a file would put a secret into git."""
+    """A commit was refused because a file would put a secret into git.
+
+    ``findings`` holds ``(path, line, kind)`` for each credential found (never the
+    credential itself), so a caller can set those files aside and commit the rest.
+    """
+
+    def __init__(self, message: str, findings: list[tuple[str, int, str]] | None = None) -> None:
+        self.findings = list(findings or [])
+        super().__init__(message)
 
 
 class ToolError(AgentdError):

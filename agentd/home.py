@@ -17,18 +17,29 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import git
 
-from agentd.errors import HomeError, LockedError, PathError, StaleWriteError
+from agentd.errors import (
+    AgentdError,
+    HomeError,
+    LockedError,
+    PathError,
+    SecretError,
+    StaleWriteError,
+)
+from agentd.secrets import Finding, SecretGuard, install_hook
 
 RUNTIME_DIR = ".agentd"
 TMP_SUFFIX = ".agentd-tmp"
 STEERING_FILES = ("AGENT.md", "USER.md", "HEARTBEAT.md", "CRON.md", "agent.yaml")
 HOME_MARKERS = ("agent.yaml", "AGENT.md")
+NOTICES = "outbox/notices.md"
+WITHHELD = "withheld.json"  # in .agentd/: the person's files left out of git for a credential
 
 
 @dataclass(frozen=True)
@@ -124,7 +135,12 @@ def _git_env(identity: Identity) -> dict[str, str]:
 
 
 def init_home(path: Path) -> Home:
-    """Create a home at ``path`` from the template: files, ``git init``, one commit."""
+    """Create a home at ``path`` from the template: files, ``git init``, one commit.
+
+    All or nothing: if any step fails (a commit refused by a signing setup, a full
+    disk), what this call created is removed again, so trying again is not told
+    "already an agentd home" about a half-made one.
+    """
     path = path.expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise HomeError(f"{path} exists and is not a directory")
@@ -132,8 +148,26 @@ def init_home(path: Path) -> Home:
         if is_home(path):
             raise HomeError(f"{path} is already an agentd home; nothing to do")
         raise HomeError(f"{path} is not empty and is not an agentd home; choose an empty or new directory")
-    path.mkdir(parents=True, exist_ok=True)
     src = template_root()
+    created = path  # the topmost folder this call creates; removed on failure
+    while not created.parent.exists():
+        created = created.parent
+    existed = path.is_dir()
+    try:
+        return _populate_home(path, src)
+    except BaseException as e:
+        if existed:  # it was empty: everything in it is ours
+            for child in path.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        else:
+            shutil.rmtree(created, ignore_errors=True)
+        if isinstance(e, (AgentdError, OSError, git.GitError)):
+            raise HomeError(f"could not create a home at {path} (nothing was left behind): {e}") from None
+        raise
+
+
+def _populate_home(path: Path, src: Path) -> Home:
+    path.mkdir(parents=True, exist_ok=True)
     for item in sorted(src.rglob("*")):
         rel = item.relative_to(src)
         if "__pycache__" in rel.parts or rel.name == "__init__.py":
@@ -147,9 +181,19 @@ def init_home(path: Path) -> Home:
             shutil.copyfile(item, target)
     (path / RUNTIME_DIR).mkdir(exist_ok=True)
     git.Repo.init(path, initial_branch="main")
+    install_hook(path)
     home = Home(path)
     home.commit("home: created by agentd init", identity=AGENT, all_changes=True)
     return home
+
+
+def scan_for_secrets(home: Home, staged: list[str]) -> None:
+    """The default pre-commit check: credential patterns and the values of agent.yaml's ``secrets.env``."""
+    SecretGuard.for_home(home.root).check_commit(home, staged)
+
+
+def _sha_of(path: Path) -> str | None:
+    return sha256(path.read_bytes()) if path.is_file() else None
 
 
 class Home:
@@ -160,8 +204,9 @@ class Home:
         self._repo: git.Repo | None = None
         # rel path -> sha256 of the content the agent last read or wrote (the stale-write guard)
         self._seen: dict[str, str] = {}
-        # Called with the staged paths before every commit; raises to refuse (secret scan).
-        self.pre_commit: Callable[[Home, list[str]], None] | None = None
+        # Called with the staged paths before every commit; raises to refuse. Every
+        # Home scans for secrets unless a caller replaces it (wiring adds env values).
+        self.pre_commit: Callable[[Home, list[str]], None] | None = scan_for_secrets
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -173,6 +218,8 @@ class Home:
             raise HomeError(f"{root} is not an agentd home (no agent.yaml, AGENT.md and .git)")
         home = cls(root)
         home.runtime.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):  # a read-only .git still opens; the hook waits for a writable one
+            install_hook(root)
         return home
 
     @property
@@ -331,6 +378,8 @@ class Home:
         self._clear_stale_index_lock()
         if all_changes or paths is None:
             self.repo.git.add("-A")
+            # The person's files withheld for a credential stay out until they change.
+            exclude = [*(exclude or []), *self._still_withheld()]
         elif paths:
             self.repo.git.add("-A", "--", *paths)
         if exclude:
@@ -348,14 +397,18 @@ class Home:
         full = message.rstrip() + "\n"
         if trailers:
             full += "\n" + "".join(f"{k}: {v}\n" for k, v in trailers.items())
-        subprocess.run(
+        # --no-verify: the scan above already ran, with the values only this process knows.
+        done = subprocess.run(
             ["git", "commit", "-q", "--no-verify", "-F", "-"],
             cwd=self.root,
             input=full.encode("utf-8"),
             env={**os.environ, **_git_env(identity)},
-            check=True,
             capture_output=True,
         )
+        if done.returncode != 0:
+            self.repo.git.reset("-q")
+            why = done.stderr.decode("utf-8", errors="replace").strip().splitlines() or [f"exit code {done.returncode}"]
+            raise HomeError(f"git commit failed in {self.root}: {' | '.join(why[-3:])}")
         sha: str = self.repo.head.commit.hexsha
         return sha
 
@@ -369,16 +422,89 @@ class Home:
         return Identity(name, email)
 
     def absorb_person_edits(self, exclude: list[str] | None = None) -> str | None:
-        """Commit whatever the person changed since the last commit, as the person.
+        """Commit whatever the person changed since the last commit, as the person; returns the sha.
 
         ``exclude``: paths left for the coming wake's commit (the message that woke it).
+        A file holding a credential is not committed: it stays in the working tree,
+        out of git, the rest is committed, and the person is told once in
+        outbox/notices.md (file:line and kind, never the value). See :meth:`withheld`.
         """
         dirty = [p for p in self.dirty_paths() if p not in (exclude or [])]
-        if not dirty:
+        held = self._withhold_secrets(dirty)
+        dirty = [p for p in dirty if p not in held]
+        sha = None
+        if dirty:
+            shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+            verb = "edited" if all((self.root / p).exists() for p in dirty) else "changed"
+            sha = self.commit(f"person: {verb} {shown}", identity=self.person_identity(), all_changes=True, exclude=[*(exclude or []), *held])
+        told = self._read_withheld()
+        self._write_withheld(held)
+        news = [f for rel, findings in held.items() if told.get(rel, {}).get("sha") != _sha_of(self.root / rel) for f in findings]
+        if news:
+            where = "; ".join(f"{rel}:{line} ({kind})" for rel, line, kind in news[:5]) + (f" and {len(news) - 5} more" if len(news) > 5 else "")
+            self.notify(
+                f"I left your edit out of git because it looks like a credential: {where}. "
+                "It stays in your working tree, uncommitted; once you remove it (or move it to an "
+                "environment variable) it is committed as your edit."
+            )
+        return sha
+
+    def withheld(self) -> dict[str, list[Finding]]:
+        """The person's files left uncommitted because they hold a credential, with (path, line, kind)."""
+        return {rel: [(rel, int(line), str(kind)) for line, kind in v.get("findings", [])] for rel, v in self._read_withheld().items()}
+
+    def _withhold_secrets(self, dirty: list[str]) -> dict[str, list[Finding]]:
+        if self.pre_commit is None or not dirty:
+            return {}
+        try:
+            self.pre_commit(self, dirty)
+            return {}
+        except SecretError as e:
+            findings = e.findings
+        if not findings:  # a check that does not say where: find the files one by one
+            for rel in dirty:
+                try:
+                    self.pre_commit(self, [rel])
+                except SecretError as e:
+                    findings += e.findings or [(rel, 0, "credential")]
+        held: dict[str, list[Finding]] = {}
+        for f in findings:
+            held.setdefault(f[0], []).append(f)
+        return held
+
+    def _read_withheld(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads((self.runtime / WITHHELD).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+    def _write_withheld(self, held: dict[str, list[Finding]]) -> None:
+        record = {rel: {"sha": _sha_of(self.root / rel), "findings": [[line, kind] for _, line, kind in fs]} for rel, fs in held.items()}
+        if record or (self.runtime / WITHHELD).exists():
+            atomic_write(self.runtime / WITHHELD, json.dumps(record, sort_keys=True))
+
+    def _still_withheld(self) -> list[str]:
+        return [rel for rel, v in self._read_withheld().items() if v.get("sha") == _sha_of(self.root / rel)]
+
+    def notify(self, text: str) -> str | None:
+        """Tell the person: a line in outbox/notices.md, committed as the agent's. Call under the lock.
+
+        A notice that cannot be committed is taken back, so it never blocks later commits;
+        returns the commit's sha, or None when it could not be written.
+        """
+        path = self.root / NOTICES
+        before = path.read_bytes() if path.is_file() else None
+        head = "" if before is not None else "# Notices from the daemon\n"
+        try:
+            self.append_text(NOTICES, f"{head}\n- {datetime.now():%Y-%m-%d %H:%M}: {text}\n")
+            return self.commit(f"notice: {text[:60]}", identity=AGENT, paths=[NOTICES])
+        except (AgentdError, OSError):
+            if before is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, before)
             return None
-        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
-        verb = "edited" if all((self.root / p).exists() for p in dirty) else "changed"
-        return self.commit(f"person: {verb} {shown}", identity=self.person_identity(), all_changes=True, exclude=exclude)
 
     def _clear_stale_index_lock(self) -> None:
         """A git killed mid-commit leaves index.lock behind; we hold the home lock, so it is stale."""

@@ -24,7 +24,8 @@ from agentd.events import Event, WakeResult
 from agentd.home import AGENT, Home, atomic_write
 from agentd.ledger import Ledger, summarize, today_since
 from agentd.loop import wake
-from agentd.wiring import build_agent, make_supervisor, timezone_of
+from agentd.wiring import build_agent, engine_settings, make_supervisor, timezone_of
+from engine.errors import EngineError
 from engine.supervisor import EngineSupervisor
 
 # ---------------------------------------------------------------------- config
@@ -32,6 +33,7 @@ from engine.supervisor import EngineSupervisor
 
 def config_set(home: Home, key: str, raw: str) -> str:
     """Set one agent.yaml value (comments kept), validate, write atomically, commit."""
+    cfg.set_value(home.root, key, raw)  # a bad key or value is reported before anything is committed
     with home.lock(purpose="config set"):
         home.absorb_person_edits()
         old = cfg.get_value(home.root, key)
@@ -123,7 +125,15 @@ def say(home: Home, text: str, *, timeout: float = 600.0) -> WakeResult | dict[s
         assert ev is not None
         return ev
 
-    return run_wake(home, event_for)
+    try:
+        return run_wake(home, event_for)
+    except EngineError:
+        # No wake ran: the engine could not start. The person sees the error here and
+        # sends the message again once it is fixed; a copy left in inbox/ would be
+        # answered a second time by the next daemon, unseen. So the home is left as it was.
+        if rel in home.dirty_paths():
+            (home.root / rel).unlink(missing_ok=True)
+        raise
 
 
 def cron_event(home: Home, name: str) -> Callable[[datetime], Event]:
@@ -217,8 +227,10 @@ def status_report(home: Home) -> dict[str, Any]:
     state = daemon.read_state(home)
     ledger = Ledger(home.runtime / "ledger.db")
     today = summarize(ledger.rows(today_since()))["total"]
-    sup = make_supervisor(home, config)
-    engine = sup.status()
+    try:
+        engine: dict[str, Any] = make_supervisor(home, config).status()
+    except EngineError as e:  # status reports a broken engine setup; it does not fail on it
+        engine = {"backend": config.engine.backend, "model": config.engine.model, "error": str(e)}
     last = log_entries(home, 1)
     return {
         "home": str(home.root),
@@ -304,10 +316,14 @@ def engine_status(home: Home) -> dict[str, Any]:
 
 
 def model_list(home: Home) -> list[str]:
-    from engine.models import list_gguf
+    from engine.models import DEFAULT_ALIAS, find_smollm2_gguf, list_gguf
 
     config = load_config(home.root)
     lines = [f"configured: {config.engine.backend}:{config.engine.model} (tool calling: {config.engine.tool_calling})"]
+    try:
+        lines.append(f"embedded: {DEFAULT_ALIAS} = {find_smollm2_gguf()}")
+    except EngineError as e:
+        lines.append(f"embedded: {DEFAULT_ALIAS} not available ({e})")
     if config.engine.backend == "llamacpp":
         found = list_gguf(model_search_dirs(home))
         lines.append("GGUF files available:" if found else "no other GGUF files found in " + ", ".join(str(d) for d in model_search_dirs(home)))
@@ -326,13 +342,14 @@ def model_use(home: Home, name: str, backend: str | None) -> Iterator[str]:
 
     old = load_config(home.root)
     new_backend = backend or old.engine.backend
+    changes = {"engine.model": json_scalar(name), **({"engine.backend": backend} if backend else {})}
+    # The new setting must work before it is written: a model that cannot be found
+    # (or a backend that is not installed) leaves the home as it was.
+    check_engine(home, cfg.set_values(home.root, changes)[1])
     with home.lock(purpose="model use"):
         home.absorb_person_edits()
-        text, _ = cfg.set_value(home.root, "engine.model", json_scalar(name))
+        text, _ = cfg.set_values(home.root, changes)
         atomic_write(home.root / cfg.CONFIG_FILE, text)
-        if backend:
-            text, _ = cfg.set_value(home.root, "engine.backend", backend)
-            atomic_write(home.root / cfg.CONFIG_FILE, text)
         sha = home.commit(
             f"model: {old.engine.backend}:{old.engine.model} → {new_backend}:{name}",
             identity=home.person_identity(),
@@ -356,6 +373,19 @@ def model_use(home: Home, name: str, backend: str | None) -> Iterator[str]:
     finally:
         if not was_running:
             sup.stop()  # started only for the self-test
+
+
+def check_engine(home: Home, config: Config) -> None:
+    """Raise the EngineError that starting this engine would raise, without starting it:
+    the backend installed, the model file found, an external URL and its key given."""
+    from engine.backends import OpenAIBackend, backend_for
+
+    settings = engine_settings(home, config)
+    b = backend_for(settings)
+    if isinstance(b, OpenAIBackend):
+        b.url_and_key(settings)
+    else:
+        b.launch_spec(settings, 0, "check")
 
 
 def json_scalar(value: str) -> str:

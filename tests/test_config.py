@@ -77,5 +77,54 @@ def test_get_value_and_defaults(home: Home) -> None:
     assert cfg.get_value(home.root, "budgets.memory_chars") == 4000
     (home.root / "agent.yaml").write_text("name: x\n")
     assert cfg.get_value(home.root, "shell.mode") == "auto"
-    with pytest.raises(ConfigError, match="no setting"):
+    with pytest.raises(ConfigError, match="unknown setting 'nope.nothing'"):
         cfg.get_value(home.root, "nope.nothing")
+    assert cfg.get_value(home.root, "engine.llamacpp.n_ctx") == 8192  # the backend's default
+    assert cfg.get_value(home.root, "engine.vllm.max_model_len") is None
+
+
+def test_unknown_setting_names_the_nearest_and_its_neighbours(home: Home) -> None:
+    with pytest.raises(ConfigError, match=r"did you mean heartbeat\.every\? known under heartbeat: active_hours, every"):
+        cfg.get_value(home.root, "heartbeat.evry")
+    with pytest.raises(ConfigError, match=r"known at the top level: budgets, engine, files, heartbeat, name"):
+        cfg.set_value(home.root, "colour", "blue")
+
+
+def test_backend_options_are_validated_with_their_line(home: Home) -> None:
+    path = home.root / "agent.yaml"
+    text = path.read_text()
+    lines = text.splitlines()
+    n_ctx = next(i for i, ln in enumerate(lines, 1) if "n_ctx:" in ln)
+    util = next(i for i, ln in enumerate(lines, 1) if "gpu_memory_utilization:" in ln)
+    path.write_text(text.replace("n_ctx: 8192", "n_ctxx: 8192").replace("gpu_memory_utilization: 0.85", "gpu_memory_utilization: 1.5"))
+    with pytest.raises(ConfigError) as err:
+        cfg.load_config(home.root)
+    msg = str(err.value)
+    assert f"agent.yaml:{n_ctx}: unknown setting 'engine.llamacpp.n_ctxx' (did you mean engine.llamacpp.n_ctx?" in msg
+    assert f"agent.yaml:{util}: engine.vllm.gpu_memory_utilization: expected a fraction" in msg
+    path.write_text(text.replace("n_ctx: 8192", "n_ctx: banana"))
+    with pytest.raises(ConfigError, match=rf"agent\.yaml:{n_ctx}: engine\.llamacpp\.n_ctx: expected a whole number ≥ 256, got 'banana'"):
+        cfg.load_config(home.root)
+
+
+def test_backend_options_reach_the_engine_config(home: Home) -> None:
+    path = home.root / "agent.yaml"
+    path.write_text(path.read_text().replace("n_ctx: 8192", "n_ctx: 4096\n    n_threads:\n    pinned_prefixes: 2")
+                    .replace("tool_call_parser: hermes", 'tool_call_parser: hermes\n    extra_args: ["--max-num-seqs", 8]'))
+    c = cfg.load_config(home.root)
+    assert dict(c.engine.llamacpp) == {"n_ctx": 4096, "pinned_prefixes": 2}  # an empty option is the default
+    assert c.engine.vllm["extra_args"] == ["--max-num-seqs", "8"] and c.engine.vllm["gpu_memory_utilization"] == 0.85
+    assert c.engine.context_window() == 4096
+
+
+def test_openai_backend_needs_a_url(home: Home) -> None:
+    with pytest.raises(ConfigError, match=r"agent\.yaml:8: engine\.url is required for backend: openai"):
+        cfg.set_value(home.root, "engine.backend", "openai")
+    text, c = cfg.set_values(home.root, {"engine.backend": "openai", "engine.url": "http://127.0.0.1:9/v1"})
+    assert c.engine.url == "http://127.0.0.1:9/v1" and "url: http://127.0.0.1:9/v1" in text
+
+
+def test_set_value_that_is_not_yaml(home: Home) -> None:
+    with pytest.raises(ConfigError, match=r"name: '\[unclosed' is not a YAML value .*quote it"):
+        cfg.set_value(home.root, "name", "[unclosed")
+    assert cfg.set_value(home.root, "name", '"[unclosed"')[1].name == "[unclosed"

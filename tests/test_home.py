@@ -38,6 +38,39 @@ def test_init_refuses_existing_home_and_nonempty_dir(home: Home, tmp_path: Path)
     assert not (other / ".git").exists()
 
 
+def refuse_to_sign(user: Path) -> None:
+    """Every commit must be signed, by a gpg program that always fails."""
+    with open(user / ".gitconfig", "a") as fh:
+        fh.write("[commit]\n\tgpgsign = true\n[gpg]\n\tprogram = false\n")
+
+
+def test_init_is_all_or_nothing(tmp_path: Path, isolated_user: Path) -> None:
+    refuse_to_sign(isolated_user)
+    target = tmp_path / "new" / "home"
+    with pytest.raises(HomeError, match=r"could not create a home at .*nothing was left behind.*git commit failed"):
+        init_home(target)
+    assert not (tmp_path / "new").exists()  # the folders it made are gone too
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(HomeError, match="could not create a home"):
+        init_home(empty)
+    assert empty.is_dir() and list(empty.iterdir()) == []  # the person's folder stays, empty
+    (isolated_user / ".gitconfig").write_text("[user]\n\tname = Test Person\n\temail = person@example.com\n")
+    home = init_home(target)  # the retry is not told "already an agentd home"
+    assert commits(home) == ["home: created by agentd init"]
+
+
+def test_init_failure_is_one_line_in_the_cli(tmp_path: Path, isolated_user: Path) -> None:
+    from click.testing import CliRunner
+
+    from agentd.cli import cli
+
+    refuse_to_sign(isolated_user)
+    res = CliRunner().invoke(cli, ["init", str(tmp_path / "h")])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.exception
+    assert "Error: could not create a home" in res.output and not (tmp_path / "h").exists()
+
+
 def test_home_location_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert resolve_home_path(tmp_path / "x") == tmp_path / "x"
     monkeypatch.setenv("AGENTD_HOME", str(tmp_path / "env"))
