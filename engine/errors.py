@@ -14,6 +14,9 @@ from __future__ import annotations
 
 class EngineError(Exception):
     retriable = False
+    # Streamed text the caller already received through ``on_delta`` before the failure;
+    # the client never retries such a request itself (the caller would see it twice).
+    partial_output = ""
 
 
 class EngineUnavailable(EngineError):

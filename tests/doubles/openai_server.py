@@ -35,19 +35,20 @@ class Reply:
     hang: float = 0.0  # seconds to stall before answering
     malformed: bool = False  # send a body that is not JSON
     truncate_after: int | None = None  # streamed: cut the connection after N chunks
-    stall_after: int | None = None  # streamed: stall (hang seconds) after N chunks
+    stall_after: int | None = None  # streamed: stall (hang seconds) after N chunks (0: after the headers)
+    stall_marker: str | None = None  # streamed: a file created when the stall begins (the reply is mid-way)
 
 
 Responder = Callable[[dict[str, Any]], Reply]
 
 
 class ScriptedServer:
-    def __init__(self, api_key: str | None = None, responder: Responder | None = None) -> None:
+    def __init__(self, api_key: str | None = None, responder: Responder | None = None, port: int = 0) -> None:
         self.api_key = api_key
         self.responder = responder
         self.queue: deque[Reply] = deque()
         self.requests: list[dict[str, Any]] = []
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -146,6 +147,9 @@ class ScriptedServer:
                         if reply.truncate_after is not None and n >= reply.truncate_after:
                             return  # the connection closes without [DONE]
                         if reply.stall_after is not None and n == reply.stall_after:
+                            if reply.stall_marker:
+                                with open(reply.stall_marker, "w"):
+                                    pass
                             time.sleep(reply.hang)
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                         self.wfile.flush()
@@ -162,11 +166,12 @@ class ScriptedServer:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port-file", required=True)
+    p.add_argument("--port", type=int, default=0, help="0: any free port")
     p.add_argument("--responder", required=True, help="module:function returning a Reply for a request body")
     args = p.parse_args()
     module, func = args.responder.split(":")
     responder = getattr(importlib.import_module(module), func)
-    server = ScriptedServer(api_key=os.environ.get("SCRIPTED_API_KEY"), responder=responder)
+    server = ScriptedServer(api_key=os.environ.get("SCRIPTED_API_KEY"), responder=responder, port=args.port)
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as fh:
         fh.write(str(server.httpd.server_address[1]))

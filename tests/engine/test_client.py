@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -66,10 +67,80 @@ def test_malformed_json_is_a_protocol_error(server: ScriptedServer) -> None:
         client(server, retries=1).chat(MSG)
 
 
-def test_idle_timeout_fires(server: ScriptedServer) -> None:
-    server.enqueue(Reply(content="a b c", stall_after=2, hang=3.0))
-    with pytest.raises(EngineTimeout):
-        client(server, retries=0, timeouts=Timeouts(connect=2, first_byte=0.5, idle=0.5, total=10)).chat(MSG, stream=True)
+def timed(server: ScriptedServer, *, first_byte: float = 30, idle: float = 30, total: float = 60) -> OpenAIClient:
+    return client(server, retries=0, timeouts=Timeouts(connect=2, first_byte=first_byte, idle=idle, total=total))
+
+
+# Each timeout is given a value far from the others, so the message names the one that fired.
+@pytest.mark.parametrize(
+    ("reply", "stream", "limits", "fired"),
+    [
+        # The engine stalls between chunks: idle fires, not the longer first-byte timeout.
+        (Reply(content="a b c", stall_after=2, hang=5), True, {"first_byte": 30, "idle": 0.3}, "idle timeout"),
+        # Headers sent, no token yet (vLLM during prefill): first-byte fires, not the longer idle.
+        (Reply(content="a b c", stall_after=0, hang=5), True, {"first_byte": 0.3, "idle": 30}, "first-byte timeout"),
+        # Nothing at all, not even headers.
+        (Reply(content="a", hang=5), True, {"first_byte": 0.3, "idle": 30}, "first-byte timeout"),
+        # Tokens flow, then the request outlives its total while within first-byte and idle.
+        (Reply(content="a b c", stall_after=1, hang=5), True, {"first_byte": 30, "idle": 30, "total": 0.5}, "total timeout"),
+        # Whole responses: total and first-byte each fire at their own value.
+        (Reply(content="x", hang=5), False, {"first_byte": 30, "idle": 30, "total": 0.5}, "total timeout"),
+        (Reply(content="x", hang=5), False, {"first_byte": 0.3, "idle": 30, "total": 60}, "first-byte timeout"),
+    ],
+    ids=["stream-idle", "stream-first-token", "stream-no-headers", "stream-total", "whole-total", "whole-first-byte"],
+)
+def test_each_timeout_fires_at_its_own_value(server: ScriptedServer, reply: Reply, stream: bool, limits: dict[str, float], fired: str) -> None:
+    server.enqueue(reply)
+    with pytest.raises(EngineTimeout, match=fired) as info:
+        timed(server, **limits).chat(MSG, stream=stream)
+    value = limits["total" if fired == "total timeout" else "idle" if fired == "idle timeout" else "first_byte"]
+    assert f"{value:g}s" in str(info.value), "the message names the value that fired"
+
+
+def test_slow_phases_within_their_own_limits_succeed(server: ScriptedServer) -> None:
+    # A prefill longer than idle is fine: idle starts with the first token.
+    server.enqueue(Reply(content="a b c", stall_after=0, hang=0.6))
+    assert timed(server, first_byte=30, idle=0.2).chat(MSG, stream=True).content == "a b c"
+    # A pause between chunks longer than first-byte is fine: first-byte ended with the first token.
+    server.enqueue(Reply(content="a b c", stall_after=2, hang=0.6))
+    assert timed(server, first_byte=0.2, idle=30).chat(MSG, stream=True).content == "a b c"
+
+
+def test_timed_out_attempts_are_retried_and_leave_no_watchdog(server: ScriptedServer) -> None:
+    server.enqueue(Reply(content="a", hang=5), Reply(content="second"))
+    c = client(server, retries=1, timeouts=Timeouts(connect=2, first_byte=0.3, idle=30, total=60))
+    assert c.chat(MSG, stream=True).content == "second"
+    assert len(server.requests) == 2
+    assert not [t for t in threading.enumerate() if t.name == "engine-watchdog"]
+
+
+def test_text_already_streamed_is_never_delivered_twice(server: ScriptedServer) -> None:
+    server.enqueue(Reply(content="one two three", truncate_after=2), Reply(content="one two three"))
+    seen: list[str] = []
+    with pytest.raises(EngineProtocolError) as info:
+        client(server, retries=3).chat(MSG, stream=True, on_delta=seen.append)
+    assert seen == ["one", " two"], "each piece reached on_delta once"
+    assert info.value.partial_output == "one two" and info.value.retriable
+    assert len(server.requests) == 1, "not retried behind the caller's back"
+    # The caller, who knows what it showed, asks again from the start.
+    assert client(server).chat(MSG, stream=True, on_delta=seen.append).content == "one two three"
+
+
+def test_failure_before_any_text_is_retried_with_on_delta(server: ScriptedServer) -> None:
+    server.enqueue(Reply(content="one two", truncate_after=0), Reply(content="one two"))
+    seen: list[str] = []
+    assert client(server, retries=1).chat(MSG, stream=True, on_delta=seen.append).content == "one two"
+    assert seen == ["one", " two"]
+
+
+def test_timeouts_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTD_ENGINE_TIMEOUTS", "first_byte=600, idle=2.5")
+    assert Timeouts.from_env() == Timeouts(first_byte=600, idle=2.5)
+    monkeypatch.setenv("AGENTD_ENGINE_TIMEOUTS", "idel=3")
+    with pytest.raises(ValueError, match="AGENTD_ENGINE_TIMEOUTS"):
+        Timeouts.from_env()
+    monkeypatch.delenv("AGENTD_ENGINE_TIMEOUTS")
+    assert Timeouts.from_env() == Timeouts()
 
 
 def test_unreachable_engine(server: ScriptedServer) -> None:
