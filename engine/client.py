@@ -24,7 +24,6 @@ from engine.errors import (
 )
 from engine.types import ChatResult, ToolCall, Usage
 
-
 TIMEOUTS_ENV = "AGENTD_ENGINE_TIMEOUTS"
 
 
