@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
 
@@ -28,9 +26,3 @@ def test_say_on_the_embedded_engine(home: Home) -> None:
     assert home.dirty_paths() == []
     assert not list((home.root / "inbox").glob("*.md")) and list((home.root / "inbox/done").glob("*.md"))
 
-
-def test_service_install_writes_a_user_unit(home: Home, isolated_user: Path) -> None:
-    res = CliRunner().invoke(cli, ["--home", str(home.root), "service", "install"])
-    assert res.exit_code == 0, res.output
-    unit = (isolated_user / ".config" / "systemd" / "user" / "agentd.service").read_text()
-    assert "Restart=on-failure" in unit and f"--home {home.root} run" in unit
