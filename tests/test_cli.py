@@ -69,7 +69,8 @@ def test_config_set_mistakes_are_one_line_and_change_nothing(home: Home) -> None
     typo = runner.invoke(cli, [*h, "config", "set", "heartbeat.evry", "1h"])
     assert failed_cleanly(typo, "did you mean heartbeat.every?", "known under heartbeat: active_hours, every")
     option = runner.invoke(cli, [*h, "config", "set", "engine.llamacpp.n_ctx", "banana"])
-    assert failed_cleanly(option, "agent.yaml:15: engine.llamacpp.n_ctx: expected a whole number")
+    n_ctx = next(i for i, ln in enumerate(before.splitlines(), 1) if "n_ctx:" in ln)
+    assert failed_cleanly(option, f"agent.yaml:{n_ctx}: engine.llamacpp.n_ctx: expected a whole number")
     assert home.repo.head.commit.hexsha == head and (home.root / "agent.yaml").read_text() == before
     ok = runner.invoke(cli, [*h, "config", "set", "engine.llamacpp.n_ctx", "4096"])
     assert ok.exit_code == 0 and "n_ctx: 4096" in (home.root / "agent.yaml").read_text()

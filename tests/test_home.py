@@ -184,3 +184,20 @@ def test_recovery_undoes_unfinished_wake_but_keeps_person_edit(home: Home) -> No
     assert not (home.root / "inbox/done/m1.md").exists()
     assert (home.root / "AGENT.md").read_text() == "# the person's edit during the wake\n"
     assert not wal.active()
+
+
+def test_template_examples_work_as_their_comments_say(home: Home) -> None:
+    from scheduler.cron import parse_cron_md
+    from scheduler.heartbeat import parse_heartbeat_md
+
+    cron = (home.root / "CRON.md").read_text()
+    assert parse_cron_md(cron, "CRON.md").jobs == []
+    enabled = "\n".join(ln for ln in cron.splitlines() if ln.strip() not in ("<!--", "-->"))
+    parsed = parse_cron_md(enabled, "CRON.md")
+    assert [j.name for j in parsed.jobs] == ["Morning briefing"] and parsed.errors == []
+    assert cron.split("-->", 1)[1].split("<!--", 1)[0].strip() == ""  # the first comment ends where it should
+    beat = (home.root / "HEARTBEAT.md").read_text()
+    assert parse_heartbeat_md(beat, "HEARTBEAT.md").is_empty
+    beat = beat.replace("## Open items\n", "## Open items\n- [ ] check the backup\n").replace("## Checks\n", "## Checks\n- `true` always quiet\n")
+    plan = parse_heartbeat_md(beat, "HEARTBEAT.md")
+    assert [i.text for i in plan.open_items] == ["check the backup"] and [c.command for c in plan.checks] == ["true"]
