@@ -1,37 +1,56 @@
 """The agent-day benchmark: one scripted day replayed through agentd's context compiler and a naive harness.
 
-    python bench/agent_day.py                 # full day on the vLLM cache model, quick day on llama.cpp
-    python bench/agent_day.py --quick         # a 3-hour day on both (CI)
-    python bench/agent_day.py --out day.json
+    python bench/agent_day.py                       # full day on the vLLM cache model, quick day on llama.cpp
+    python bench/agent_day.py --quick               # a 3-hour day on both (CI)
+    python bench/agent_day.py --only vllm_model --out day.json
 
 The day: heartbeats every 30 minutes over 16 active hours, 4 cron jobs, 20 chat messages
 with 0-5 tool calls each (command output and file contents of 200-4,000 tokens), the
 person editing USER.md twice, the agent updating MEMORY.md five times, and compactions
-when the session passes its budget. The model's decisions are scripted, so the prompts
-are the same every run; they are real renders of agentd's compiler (the real wake loop
-on a real home). The naive harness is fed the same events, decisions and full tool
-outputs, and builds its prompt the common way: a system prompt with the current time,
-the home's file list and git status at the top, then all the home files, the full
-history and full tool outputs.
+when the session passes its budget. The model's decisions are scripted and every id and
+path in the prompts is fixed (see ``fixed_ids`` and ``--workdir``), so the prompts are
+byte-identical run to run; they are real renders of agentd's compiler (the real wake loop
+on a real home).
+
+The naive harness (``naive_requests``) sees the same day: the same events, the same
+decisions, the home as it was at each request (home files, file list and git status are
+read at that moment). It sends one request wherever a wake of agentd does, built the
+common way: a system prompt rebuilt per request (current time, the home's file list and
+git status at the top, then AGENT.md, USER.md, MEMORY.md and the tools), then the full
+history of its conversation (cron jobs get a fresh one each, as in agentd), with full tool
+outputs inlined. It does no memory flush and no compaction; where its context is bounded
+(the llama.cpp run) it drops the oldest turns until the request fits, as common harnesses do.
 
 Engines: (1) the real embedded llama.cpp engine (prefill-only requests, cached counts
 from the engine) on a home whose prefix is ~3K tokens; (2) a block-level model of vLLM's
-prefix cache fed the real token ids, on a large home (prefix ≥ 30K tokens).
-The floor is what an ideal cache (token granularity, unlimited size) must still compute:
-every token no earlier request had as a prefix — home files once per epoch, events, tool
-outputs as they entered, completions. overhead = computed / floor.
+prefix cache fed the real token ids, on a large home (prefix ≥ 30K tokens). Token ids are
+SmolLM2's (its GGUF's vocabulary and chat template, through llama_cpp).
+
+The floor is counted from the day's content, not from either harness's requests: the
+first epoch's whole prefix (rules, tool schemas, home files), then for each later epoch the
+prefix lines no earlier epoch had (a new line in USER.md, new MEMORY.md entries), each event
+message, each tool output as it entered agentd's context (bounded excerpts), and each
+completion of a wake. It is the same for both harnesses; overhead = computed / floor.
+What agentd computes beyond it is overhead: the prefix sections after a changed line and
+the session tail, recomputed on a new prefix after an epoch change; the memory-flush and
+compaction requests; the summary that opens the next session.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,18 +58,23 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import agentd.context  # noqa: E402
+import agentd.loop  # noqa: E402
+import agentd.tools.shell  # noqa: E402
 from agentd.config import load_config  # noqa: E402
 from agentd.events import Event  # noqa: E402
 from agentd.home import Home, init_home  # noqa: E402
-from agentd.loop import wake, warm_up  # noqa: E402
+from agentd.loop import session_kind, wake, warm_up  # noqa: E402
+from agentd.tools.base import ToolContext, ToolOutcome, ToolRegistry  # noqa: E402
 from agentd.wiring import build_agent  # noqa: E402
 from engine.cache_model import PrefixCacheModel  # noqa: E402
 from engine.types import ChatResult, Usage  # noqa: E402
 from memory.compaction import COMPACTION_INSTRUCTION, MEMORY_FLUSH_INSTRUCTION  # noqa: E402
 
 WORDS = ["the", "person", "keeps", "notes", "about", "projects", "family", "travel", "budget", "garden", "health", "reading", "and", "work", "each", "note", "links", "to", "others", "the", "agent", "reads", "them", "before", "acting", "and", "writes", "what", "it", "learns", "meetings", "are", "on", "tuesdays", "invoices", "go", "out", "monthly", "the", "server", "runs", "backups", "at", "night"]
-
-
+HOME_FILES = ("AGENT.md", "USER.md", "memory/MEMORY.md")
+DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "agentd-agent-day"
+STEP_TIME = timedelta(seconds=4)  # the replay's clock advances this much per engine request
 # ---------------------------------------------------------------------- the day
 @dataclass
 class Step:
@@ -137,10 +161,23 @@ class Tokenizer:
 
         self.llm = llama_cpp.Llama(str(find_smollm2_gguf()), vocab_only=True, verbose=False)
         self.template = jinja2.sandbox.ImmutableSandboxedEnvironment().from_string(self.llm.metadata["tokenizer.chat_template"])
+        # SmolLM2's template inserts its own system prompt before a conversation without one,
+        # so a lone message is measured after a fixed system message.
+        self._anchor = [{"role": "system", "content": "-"}]
+        self._anchor_len = len(self.ids(self._anchor, generation_prompt=False))
 
-    def ids(self, messages: list[dict[str, Any]]) -> list[int]:
-        text = self.template.render(messages=messages, add_generation_prompt=True, bos_token="", eos_token="")
+    def ids(self, messages: Sequence[dict[str, Any]], generation_prompt: bool = True) -> list[int]:
+        text = self.template.render(messages=list(messages), add_generation_prompt=generation_prompt, bos_token="", eos_token="")
         return list(self.llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def text_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def message_tokens(self, message: dict[str, Any]) -> int:
+        """Tokens one message adds to a conversation, its chat-template framing included."""
+        if message.get("role") == "system":
+            return len(self.ids([message], generation_prompt=False))
+        return len(self.ids([*self._anchor, message], generation_prompt=False)) - self._anchor_len
 
 
 class Backend:
@@ -175,54 +212,177 @@ class LlamaBackend(Backend):
         return self.client.chat(messages, max_tokens=1, extra_body=extra_body).usage
 
 
+@contextmanager
+def fixed_ids(seed: int) -> Iterator[None]:
+    """Seeded wake and session ids, and shell's output counter from 1, for the length of a run.
+
+    A wake id is part of the path of every stored tool output, which enters the prompt;
+    agentd draws it from uuid4 (agentd/loop.py) and numbers outputs with a process-wide
+    counter (agentd/tools/shell.py), and neither can be injected yet, so the benchmark
+    swaps the ``uuid`` those modules see, and restores it after.
+    """
+    rng = random.Random(seed)
+
+    class SeededUuid:
+        @staticmethod
+        def uuid4() -> uuid.UUID:
+            return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+    saved = agentd.loop.uuid, agentd.context.uuid
+    setattr(agentd.loop, "uuid", SeededUuid)  # noqa: B010
+    setattr(agentd.context, "uuid", SeededUuid)  # noqa: B010
+    agentd.tools.shell._counter["n"] = 0
+    try:
+        yield
+    finally:
+        setattr(agentd.loop, "uuid", saved[0])  # noqa: B010
+        setattr(agentd.context, "uuid", saved[1])  # noqa: B010
+
+
+# ---------------------------------------------------------------------- what happened
+@dataclass
+class Snapshot:
+    """The home as a naive harness reads it at one request."""
+
+    files: dict[str, str]
+    listing: list[str]
+    git_status: str
+
+
 @dataclass
 class Recorded:
+    """One request of agentd's day: what was sent, what the engine reported, and why."""
+
     messages: list[dict[str, Any]]
     usage: Usage
     at: datetime
+    purpose: str  # warmup | wake | flush | compaction
+
+
+@dataclass
+class Item:
+    """One piece of the day's content, in order; ``index`` is the agentd request it belongs to."""
+
+    index: int
+    kind: str  # event | request | completion | tool
+    session: str
+    at: datetime
+    message: dict[str, Any] = field(default_factory=dict)  # as it entered agentd's context
+    full: str = ""  # tool: the whole output, as a naive harness inlines it
+    snapshot: Snapshot | None = None  # request: the home at that moment
+
+
+@dataclass
+class Day:
+    requests: list[Recorded] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
+
+
+FULL_OUTPUT = re.compile(r"the whole output \(\d+ characters\) is in (\S+) …")
+
+
+def snapshot(root: Path) -> Snapshot:
+    files = {rel: (root / rel).read_text() for rel in HOME_FILES}
+    listing = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".git" not in p.parts and ".agentd" not in p.parts)
+    status = subprocess.run(["git", "-C", str(root), "status", "--short", "--branch", "--untracked-files=all"], capture_output=True, text=True, check=True).stdout
+    return Snapshot(files, listing, status)
 
 
 class ReplayEngine:
-    """The model's decisions are scripted; every rendered request is really served (prefill only)."""
+    """The model's decisions are scripted; every rendered request is really served (prefill only),
+    and the day's content is logged as it happens (see :class:`Item`)."""
 
-    def __init__(self, backend: Backend, now: Callable[[], datetime]) -> None:
+    def __init__(self, backend: Backend, clock: dict[str, datetime], root: Path) -> None:
         self.backend = backend
-        self.now = now
+        self.clock = clock
+        self.root = root
         self.queue: list[dict[str, Any]] = []
-        self.log: list[Recorded] = []
+        self.day = Day()
+        self.session = "main"
+        self.new_wake = False
+        self.purpose = "warmup"
+
+    def begin_wake(self, event: Event, actions: list[dict[str, Any]]) -> None:
+        self.queue = list(actions)
+        self.session = session_kind(event)
+        self.new_wake = True
 
     def chat(self, messages: list[dict[str, Any]], **kw: Any) -> ChatResult:
-        usage = self.backend.serve(messages, kw.get("extra_body"))
-        self.log.append(Recorded(messages, usage, self.now()))
         last = str(messages[-1].get("content", ""))
+        flush_notice = MEMORY_FLUSH_INSTRUCTION.splitlines()[0]
         if kw.get("max_tokens") == 1:
-            content = ""
-        elif MEMORY_FLUSH_INSTRUCTION.splitlines()[0] in last:
-            content = json.dumps({"tool": "done", "arguments": {"summary": "memory is up to date"}})
+            purpose = "warmup"
         elif COMPACTION_INSTRUCTION.splitlines()[0] in last:
+            purpose = "compaction"
+        elif any(flush_notice in str(m.get("content", "")) for m in messages[1:]):
+            purpose = "flush"
+        else:
+            purpose = "wake"
+        self.purpose = purpose
+        usage = self.backend.serve(messages, kw.get("extra_body"))
+        index = len(self.day.requests)
+        at = self.clock["now"]
+        self.clock["now"] = at + STEP_TIME  # the model's turn and the tool take time
+        self.day.requests.append(Recorded(messages, usage, at, purpose))
+        if purpose == "wake":
+            if self.new_wake:
+                self.day.items.append(Item(index, "event", self.session, at, messages[-1]))
+                self.new_wake = False
+            self.day.items.append(Item(index, "request", self.session, at, snapshot=snapshot(self.root)))
+        if purpose == "warmup":
+            content = ""
+        elif purpose == "flush":
+            content = json.dumps({"tool": "done", "arguments": {"summary": "memory is up to date"}})
+        elif purpose == "compaction":
             content = "- answered the person's questions\n- reports read: see the journal\n- open: none"
         elif last.startswith("[Heartbeat"):
             content = json.dumps({"tool": "done", "arguments": {"summary": "HEARTBEAT_OK"}})
         else:
             content = json.dumps(self.queue.pop(0) if self.queue else {"tool": "done", "arguments": {"summary": "done"}})
+        if purpose == "wake":
+            self.day.items.append(Item(index, "completion", self.session, at, {"role": "assistant", "content": content}))
         return ChatResult(content, [], "stop", Usage(usage.prompt_tokens, max(1, len(content) // 4), usage.cached_tokens, usage.ttft_s, usage.total_s), "replay")
 
     def tokenize(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int] | None:
         return None
 
+    def tool_result(self, outcome: ToolOutcome) -> None:
+        """A wake's tool result: as agentd's context holds it, and whole for the naive harness."""
+        if self.purpose != "wake":
+            return  # the memory flush's turn is agentd's own machinery
+        head = f"[result of {outcome.name}]\n"
+        full = outcome.text
+        stored = FULL_OUTPUT.search(outcome.text)
+        if stored and Path(stored.group(1)).is_file():
+            full = outcome.text.split("\n", 1)[0] + "\n" + Path(stored.group(1)).read_text()
+        self.day.items.append(Item(len(self.day.requests) - 1, "tool", self.session, self.clock["now"], {"role": "user", "content": head + outcome.text}, head + full))
+
+
+class RecordingRegistry(ToolRegistry):
+    """agentd's own tools, each outcome also handed to the replay's log."""
+
+    def __init__(self, inner: ToolRegistry, on_outcome: Callable[[ToolOutcome], None]) -> None:
+        super().__init__(t for t in (inner.get(n) for n in inner.names) if t is not None)
+        self.on_outcome = on_outcome
+
+    def execute(self, ctx: ToolContext, name: str, arguments: str | dict[str, Any]) -> ToolOutcome:
+        outcome = super().execute(ctx, name, arguments)
+        self.on_outcome(outcome)
+        return outcome
+
 
 # ---------------------------------------------------------------------- (a) agentd
-def run_agentd(home: Home, steps: list[Step], backend: Backend) -> list[Recorded]:
+def run_agentd(home: Home, steps: list[Step], backend: Backend) -> Day:
     clock = {"now": steps[0].at}
-    engine = ReplayEngine(backend, lambda: clock["now"])
+    engine = ReplayEngine(backend, clock, home.root)
     agent = build_agent(home, load_config(home.root), engine, model="replay", clock=lambda: clock["now"])
+    agent.registry = RecordingRegistry(agent.registry, engine.tool_result)
     warm_up(agent, "day starts")
     for step in steps:
         clock["now"] = step.at
         if step.kind == "edit_user":
             (home.root / "USER.md").write_text((home.root / "USER.md").read_text() + step.text + "\n")
             continue
-        engine.queue = list(step.actions)
         if step.kind == "message":
             (home.root / "inbox" / f"{step.name}.md").write_text(step.text + "\n")
             event = Event("message", step.text, step.at, name=step.name, source=f"inbox/{step.name}.md")
@@ -230,73 +390,106 @@ def run_agentd(home: Home, steps: list[Step], backend: Backend) -> list[Recorded
             event = Event("cron", step.text, step.at, name=step.name)
         else:
             event = Event("heartbeat", "Open items in HEARTBEAT.md:\n- [ ] glance at inbox/ and outbox/ for anything unanswered", step.at)
+        engine.begin_wake(event, step.actions)
         wake(agent, event)
-    return engine.log
+    return engine.day
 
 
 # ---------------------------------------------------------------------- (b) the naive harness
-FULL_OUTPUT = re.compile(r"the whole output \(\d+ characters\) is in (\S+) …")
+def naive_system(at: datetime, snap: Snapshot, tools: str) -> dict[str, Any]:
+    return {"role": "system", "content": (
+        f"You are a helpful personal agent. Current time: {at:%Y-%m-%d %H:%M:%S}.\n\n"
+        "# Files in the home\n" + "\n".join(snap.listing) + f"\n\n# git status\n{snap.git_status}\n"
+        + "".join(f"# {rel}\n{text}\n" for rel, text in snap.files.items())
+        + "\n# Tools\n" + tools
+    )}
 
 
-def naive_requests(home: Home, recorded: list[Recorded], max_tokens: int | None, tok: Tokenizer | None) -> list[tuple[list[dict[str, Any]], datetime]]:
-    """The same day as common practice would prompt it (see the module docstring)."""
-    history: list[dict[str, Any]] = []
-    seen: dict[str, list[str]] = {}
-    home_files = {rel: (home.root / rel).read_text() for rel in ("AGENT.md", "USER.md", "memory/MEMORY.md")}
-    files = sorted(str(p.relative_to(home.root)) for p in home.root.rglob("*") if p.is_file() and ".git" not in p.parts and ".agentd" not in p.parts)
+def tool_schemas_text(day: Day) -> str:
+    """The tools section of agentd's prefix: the naive harness offers the same tools."""
+    system = str(day.requests[0].messages[0]["content"])
+    return system.split("<<< tools >>>")[1].split("<<< AGENT.md >>>")[0]
+
+
+def naive_requests(day: Day, limit: int | None = None, max_tokens: int | None = None, tok: Tokenizer | None = None) -> list[list[dict[str, Any]]]:
+    """The day as common practice would prompt it (see the module docstring); only the
+    content of agentd's first ``limit`` requests, when given."""
+    tools = tool_schemas_text(day)
+    histories: dict[str, list[dict[str, Any]]] = {}
     out = []
-    for rec in recorded:
-        msgs = rec.messages[1:]
-        if not msgs:
-            continue  # agentd's warm-up has no naive counterpart
-        key = str(msgs[0].get("content", ""))[:200]
-        canon = [json.dumps(m, sort_keys=True) for m in msgs]
-        prev = seen.get(key, [])
-        # Only what this request adds to its session enters the history: the longest common
-        # prefix with the session's previous request was added then (an empty heartbeat that
-        # agentd drops from its tail stays in the naive history, as a naive harness keeps it).
-        common = 0
-        for a, b in zip(prev, canon, strict=False):
-            if a != b:
-                break
-            common += 1
-        new = msgs[common:]
-        seen[key] = canon
-        for m in new:
-            content = str(m.get("content", ""))
-            full = FULL_OUTPUT.search(content)
-            if full and Path(full.group(1)).is_file():
-                content = content.split("\n", 1)[0] + "\n" + Path(full.group(1)).read_text()
-            history.append({"role": m["role"], "content": content})
-        files_now = sorted(set(files) | {f"memory/journal/{rec.at:%Y-%m-%d}.md", f"outbox/{rec.at:%Y-%m-%d}.md"})
-        status = f"## main\n M memory/journal/{rec.at:%Y-%m-%d}.md\n?? inbox/ ({len(history)} items)"
-        system = (
-            f"You are a helpful personal agent. Current time: {rec.at:%Y-%m-%d %H:%M:%S}.\n\n"
-            f"# Files in the home\n" + "\n".join(files_now) + f"\n\n# git status\n{status}\n\n"
-            + "".join(f"# {rel}\n{text}\n" for rel, text in home_files.items())
-            + "\n# Tools\n" + str(rec.messages[0]["content"]).split("<<< tools >>>")[1].split("<<< AGENT.md >>>")[0]
-        )
-        messages = [{"role": "system", "content": system}, *history]
-        if max_tokens is not None and tok is not None:
-            while len(messages) > 2 and len(tok.ids(messages)) > max_tokens:
-                messages.pop(1)  # sliding window: drop the oldest turn (common practice; it breaks caching too)
-        out.append((messages, rec.at))
+    for item in day.items:
+        if limit is not None and item.index >= limit:
+            break
+        if item.kind == "event":
+            if item.session != "main":
+                histories[item.session] = []  # each cron job is its own short conversation, as in agentd
+            histories.setdefault(item.session, []).append(item.message)
+        elif item.kind == "completion":
+            histories[item.session].append(item.message)
+        elif item.kind == "tool":
+            histories[item.session].append({"role": "user", "content": item.full})
+        elif item.snapshot is not None:
+            history = histories[item.session]
+            if max_tokens is not None and tok is not None:
+                # A bounded window: drop the oldest turns until the request fits (common
+                # practice; a turn that fell out of the window stays out).
+                while len(history) > 1 and len(tok.ids([naive_system(item.at, item.snapshot, tools), *history])) > max_tokens:
+                    del history[0]
+            out.append([naive_system(item.at, item.snapshot, tools), *history])
     return out
 
 
 # ---------------------------------------------------------------------- accounting
-def floor_tokens(tok: Tokenizer, recorded: list[list[dict[str, Any]]]) -> int:
-    """Tokens an ideal cache (token granularity, unlimited) must still compute for agentd's day."""
-    ideal = PrefixCacheModel(block_size=1)
-    total = 0
-    for messages in recorded:
-        ids = tok.ids(messages)
-        total += len(ids) - ideal.lookup(ids + [-1])
-        ideal.request(ids + [-1])
-    return total
+FLOOR_PARTS = ("prefixes", "events", "tool_outputs", "completions")
+SECTION = re.compile(r"^<<< .+ >>>$", re.MULTILINE)
 
 
-def totals(usages: list[Usage], floor: int, wall: float | None = None) -> dict[str, Any]:
+def prefix_sections(system: str) -> list[str]:
+    """agentd's prefix cut into its sections (rules, tools, AGENT.md, USER.md, skills, MEMORY.md)."""
+    starts = [m.start() for m in SECTION.finditer(system)] or [0]
+    return [system[a:b] for a, b in zip(starts, [*starts[1:], len(system)], strict=True)]
+
+
+def floor_breakdown(tok: Tokenizer, day: Day, limit: int | None = None) -> dict[str, int]:
+    """The day's genuinely new content in tokens, the same for every harness (module docstring).
+
+    The first epoch's prefix counts whole; a later epoch counts the lines of its prefix that
+    no earlier epoch had (a person's new line in USER.md, the agent's new MEMORY.md entries),
+    since that is all the content it adds. ``prefix_whole_files`` is the coarser count of
+    each changed section whole, for reference: a cache that recomputes from the first
+    changed token computes less than that, so it is no floor.
+    """
+    requests = day.requests[:limit]
+    seen_lines: Counter[str] = Counter()
+    seen_sections: set[str] = set()
+    prefix_tokens = whole_files = epochs = 0
+    previous = None
+    for r in requests:
+        system = str(r.messages[0]["content"])
+        if system == previous:
+            continue
+        previous = system
+        epochs += 1
+        lines = Counter(system.splitlines(keepends=True))
+        if not seen_lines:
+            prefix_tokens += tok.message_tokens(r.messages[0])
+            whole_files += tok.message_tokens(r.messages[0])
+        else:
+            prefix_tokens += sum(n * tok.text_tokens(line) for line, n in (lines - seen_lines).items())
+            whole_files += sum(tok.text_tokens(s) for s in prefix_sections(system) if s not in seen_sections)
+        seen_lines |= lines
+        seen_sections.update(prefix_sections(system))
+    out = dict.fromkeys(FLOOR_PARTS, 0) | {"prefixes": prefix_tokens}
+    key = {"event": "events", "tool": "tool_outputs", "completion": "completions"}
+    for item in day.items:
+        if (limit is None or item.index < limit) and item.kind in key:
+            out[key[item.kind]] += tok.message_tokens(item.message)
+    out["epochs"] = epochs
+    out["prefix_whole_files"] = whole_files
+    return out
+
+
+def totals(usages: Sequence[Usage], floor: int, wall: float | None = None) -> dict[str, Any]:
     prompt = sum(u.prompt_tokens for u in usages)
     cached = sum(u.cached_tokens or 0 for u in usages)
     out: dict[str, Any] = {
@@ -313,33 +506,61 @@ def totals(usages: list[Usage], floor: int, wall: float | None = None) -> dict[s
     return out
 
 
+def agentd_breakdown(tok: Tokenizer, requests: Sequence[Recorded]) -> dict[str, Any]:
+    """Where agentd's computed tokens go: per purpose, and on the first request of each new
+    prefix (split into the prefix from its first uncached token on, and the session tail)."""
+    by_purpose: dict[str, int] = {}
+    on_new_prefix = {"requests": 0, "prefix": 0, "tail": 0}
+    previous = None
+    for r in requests:
+        computed = r.usage.prompt_tokens - (r.usage.cached_tokens or 0)
+        by_purpose[r.purpose] = by_purpose.get(r.purpose, 0) + computed
+        system = r.messages[0]["content"]
+        if previous is not None and system != previous:
+            prefix = min(tok.message_tokens(r.messages[0]), r.usage.prompt_tokens)
+            on_new_prefix["requests"] += 1
+            on_new_prefix["prefix"] += max(0, prefix - (r.usage.cached_tokens or 0))
+            on_new_prefix["tail"] += r.usage.prompt_tokens - max(prefix, r.usage.cached_tokens or 0)
+        previous = system
+    return {"computed_by_purpose": by_purpose, "computed_on_new_prefix": on_new_prefix}
+
+
+def digest(requests: Sequence[list[dict[str, Any]]]) -> str:
+    """One hash of every request's bytes, in order: equal digests, byte-identical prompts."""
+    h = hashlib.sha256()
+    for messages in requests:
+        h.update(json.dumps(messages, ensure_ascii=False).encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
 def run_engine(label: str, steps: list[Step], prefix_words: int, session_tokens: int, backend_factory: Callable[[], Backend], tok: Tokenizer,
-               naive_limit: int | None, naive_max_tokens: int | None, rng_seed: int, max_output: int = 8000,
+               workdir: Path, limit: int | None = None, naive_max_tokens: int | None = None, rng_seed: int = 2, max_output: int = 8000,
                context_tokens: int = 131072) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        home = make_home(Path(tmp) / "home", random.Random(rng_seed), prefix_words, session_tokens, max_output, context_tokens)
+    """One engine's figures; ``limit`` keeps agentd's first requests and the naive requests of the same content."""
+    root = workdir / label
+    shutil.rmtree(root, ignore_errors=True)  # the home's path appears in prompts: the same path every run
+    with fixed_ids(rng_seed):
+        home = make_home(root / "home", random.Random(rng_seed), prefix_words, session_tokens, max_output, context_tokens)
         backend = backend_factory()
-        recorded = run_agentd(home, steps, backend)
-        if naive_limit is not None:
-            recorded = recorded[: naive_limit + 1]
-        agentd_wall = sum(r.usage.total_s for r in recorded)  # the same requests the naive side replays
-        floor = floor_tokens(tok, [r.messages for r in recorded])
-        naive = naive_requests(home, recorded, naive_max_tokens, tok)
-        nb = backend_factory()
-        naive_usages = [nb.serve(m, None) for m, _ in naive]
-        naive_wall = sum(u.total_s for u in naive_usages)
-        prefix_tokens = len(tok.ids([recorded[0].messages[0]]))
-        wall = label == "llamacpp"
-        a = totals([r.usage for r in recorded], floor, agentd_wall if wall else None)
-        b = totals(naive_usages, floor, naive_wall if wall else None)
-        commits = int(subprocess.run(["git", "-C", str(home.root), "rev-list", "--count", "HEAD"], capture_output=True, text=True).stdout)
-        return {
-            "agentd": a,
-            "naive": b,
-            "computed_ratio": round(a["computed_tokens"] / b["computed_tokens"], 4) if b["computed_tokens"] else None,
-            "prefix_tokens": prefix_tokens,
-            "home_commits": commits,
-        }
+        day = run_agentd(home, steps, backend)
+    recorded = day.requests[:limit]
+    floor_parts = floor_breakdown(tok, day, limit)
+    floor = sum(floor_parts[k] for k in FLOOR_PARTS)
+    naive = naive_requests(day, limit, naive_max_tokens, tok)
+    nb = backend_factory()
+    naive_usages = [nb.serve(m, None) for m in naive]
+    wall = label == "llamacpp"
+    a = totals([r.usage for r in recorded], floor, sum(r.usage.total_s for r in recorded) if wall else None)
+    b = totals(naive_usages, floor, sum(u.total_s for u in naive_usages) if wall else None)
+    return {
+        "agentd": a,
+        "naive": b,
+        "computed_ratio": round(a["computed_tokens"] / b["computed_tokens"], 4) if b["computed_tokens"] else None,
+        "prefix_tokens": tok.message_tokens(recorded[0].messages[0]),
+        "floor_breakdown": floor_parts,
+        "agentd_breakdown": agentd_breakdown(tok, recorded),
+        "prompt_digest": {"agentd": digest([r.messages for r in recorded]), "naive": digest(naive)},
+    }
 
 
 def print_engine(label: str, r: dict[str, Any]) -> None:
@@ -349,24 +570,28 @@ def print_engine(label: str, r: dict[str, Any]) -> None:
     for side in ("agentd", "naive"):
         print(f"{side:8}" + "".join(f"{r[side].get(c, '')!s:>16}" for c in cols))
     print(f"computed(agentd) / computed(naive) = {r['computed_ratio']}")
+    print(f"floor: {r['floor_breakdown']}")
+    print(f"agentd: {r['agentd_breakdown']}")
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a 3-hour day with 4 messages")
     ap.add_argument("--out", help="write the figures as JSON here")
     ap.add_argument("--no-llamacpp", action="store_true", help="skip the real engine (the vLLM model only)")
-    ap.add_argument("--llama-requests", type=int, default=16, help="requests of the day replayed on the real engine (both sides)")
+    ap.add_argument("--llama-requests", type=int, default=16,
+                    help="agentd requests of the day kept on the real engine, after the warm-up (0: all); the naive side replays the same content")
     ap.add_argument("--only", choices=["vllm_model", "llamacpp"], help="run one engine only")
-    args = ap.parse_args()
+    ap.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                    help=f"where the day's homes are made, emptied first (default {DEFAULT_WORKDIR}); the path is part of the prompts")
+    args = ap.parse_args(argv)
     tok = Tokenizer()
     results: dict[str, Any] = {}
     day = make_day(random.Random(1), 3 if args.quick else 16, 4 if args.quick else 20)
     if args.only in (None, "vllm_model"):
         results["vllm_model"] = run_engine(
             "vllm_model", day, prefix_words=24000, session_tokens=20000,
-            backend_factory=lambda: ModelBackend(tok, capacity_blocks=40_000), tok=tok,
-            naive_limit=None, naive_max_tokens=None, rng_seed=2,
+            backend_factory=lambda: ModelBackend(tok, capacity_blocks=40_000), tok=tok, workdir=args.workdir, rng_seed=2,
         )
         print_engine("vllm_model (block-level model of vLLM APC, 16-token blocks, 40K-block LRU)", results["vllm_model"])
     if not args.no_llamacpp and args.only in (None, "llamacpp"):
@@ -378,18 +603,18 @@ def main() -> None:
             sup = EngineSupervisor(EngineSettings("llamacpp", "smollm2", options={"n_ctx": 16384}), Path(rt))
             sup.start()
             try:
-                quick_day = make_day(random.Random(1), 3, 4)
                 results["llamacpp"] = run_engine(
-                    "llamacpp", quick_day, prefix_words=1100, session_tokens=2500,
-                    backend_factory=lambda: LlamaBackend(sup.client()), tok=tok,
-                    naive_limit=args.llama_requests, naive_max_tokens=7000, rng_seed=3, max_output=3000,
-                    context_tokens=16384,
+                    "llamacpp", make_day(random.Random(1), 3, 4), prefix_words=1100, session_tokens=2500,
+                    backend_factory=lambda: LlamaBackend(sup.client()), tok=tok, workdir=args.workdir,
+                    limit=args.llama_requests + 1 if args.llama_requests else None, naive_max_tokens=7000, rng_seed=3,
+                    max_output=3000, context_tokens=16384,
                 )
             finally:
                 sup.stop()
-        print_engine(f"llamacpp (real engine, SmolLM2-135M, first {args.llama_requests} requests of a 3-hour day)", results["llamacpp"])
+        print_engine(f"llamacpp (real engine, SmolLM2-135M, first {args.llama_requests or 'all'} requests of a 3-hour day)", results["llamacpp"])
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    return results
 
 
 if __name__ == "__main__":
