@@ -20,11 +20,13 @@ import psutil
 
 from engine.backends import Backend, LaunchSpec, OpenAIBackend, backend_for
 from engine.client import OpenAIClient, Timeouts
-from engine.errors import EngineStartError
+from engine.errors import EngineError, EngineStartError
 from engine.metrics import prefix_cache_counters
 from engine.types import EngineSettings
 
 LOG_TAIL_LINES = 40
+# psutil derives a start time from the boot time, which moves a little with clock adjustments.
+CREATE_TIME_SLACK_S = 1.0
 
 
 @dataclass
@@ -37,11 +39,13 @@ class EngineInfo:
     port: int | None
     started: float
     argv: list[str] | None = None
+    create_time: float | None = None  # the process's start time: with pid, its identity
 
     def public(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("api_key")
         d.pop("argv")
+        d.pop("create_time")
         return d
 
 
@@ -71,14 +75,15 @@ class EngineSupervisor:
         max_restarts: int = 5,
         backoff: float = 1.0,
         timeouts: Timeouts | None = None,
+        backend: Backend | None = None,
     ) -> None:
         self.settings = settings
         self.runtime_dir = runtime_dir
-        self.backend: Backend = backend_for(settings)
+        self.backend: Backend = backend or backend_for(settings)
         self.health_timeout = health_timeout
         self.max_restarts = max_restarts
         self.backoff = backoff
-        self.timeouts = timeouts or Timeouts()
+        self.timeouts = timeouts or Timeouts.from_env()
         self.info: EngineInfo | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self.on_event: Callable[[str, str], None] | None = None
@@ -118,10 +123,15 @@ class EngineSupervisor:
         return self.info
 
     def start(self, *, port: int | None = None, api_key: str | None = None) -> EngineInfo:
-        """Start the engine on 127.0.0.1 and wait until it answers its health check."""
+        """Start the engine on 127.0.0.1 and wait until it answers its health check.
+
+        An engine this home started before (one that ``adopt`` refused: another model or
+        other options) is stopped first; its state file would be overwritten otherwise.
+        """
         with self._lock:
             if not self.backend.supervised:
                 return self._external()
+            self.stop()
             port = port or free_port()
             api_key = api_key or secrets.token_urlsafe(24)
             spec = self.backend.launch_spec(self.settings, port, api_key)
@@ -131,7 +141,11 @@ class EngineSupervisor:
                 env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
                 # Its own process group, so stop() reaches every worker it forks.
                 self._proc = subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-            info = EngineInfo(spec.backend, spec.model, f"http://127.0.0.1:{port}/v1", api_key, self._proc.pid, port, time.time(), spec.argv)
+            try:
+                create_time: float | None = psutil.Process(self._proc.pid).create_time()
+            except psutil.Error:
+                create_time = None  # it already exited: the health wait reports it
+            info = EngineInfo(spec.backend, spec.model, f"http://127.0.0.1:{port}/v1", api_key, self._proc.pid, port, time.time(), spec.argv, create_time)
             self._wait_healthy(info, spec)
             self.info = info
             self._save(info)
@@ -150,24 +164,22 @@ class EngineSupervisor:
                 time.sleep(0.2)
         finally:
             client.close()
-        self._kill_group(info.pid, grace=5.0)
-        raise EngineStartError(f"the {spec.backend} engine did not become healthy within {self.health_timeout:.0f}s", log_tail(self.log_file))
+        self._kill_own_child(grace=5.0)
+        raise EngineStartError(f"the {spec.backend} engine did not become healthy within {self.health_timeout:g}s", log_tail(self.log_file))
 
     def adopt(self) -> EngineInfo | None:
-        """Reuse a healthy engine this home started before (pid file + psutil + health)."""
+        """Reuse a healthy engine this home started before, if it runs what the config asks for.
+
+        It must be the very process that was started (pid and start time, or its command
+        line), of the configured backend, and launched with the command line the config
+        gives now (model and options): after ``engine.model`` changes, the old engine is
+        not adopted, and ``start`` replaces it.
+        """
         with self._lock:
             if not self.backend.supervised:
                 return self._external()
             info = self._load()
-            if info is None or info.pid is None or not _alive(info.pid):
-                return None
-            if info.backend != self.settings.backend:
-                return None
-            try:
-                cmdline = " ".join(psutil.Process(info.pid).cmdline())
-            except psutil.Error:
-                return None
-            if "engine.llamacpp_server" not in cmdline and "vllm" not in cmdline:
+            if info is None or _verified(info) is None or not self._runs_config(info):
                 return None
             client = self._client_for(info)
             try:
@@ -179,43 +191,51 @@ class EngineSupervisor:
             self.info = info
             return info
 
+    def _runs_config(self, info: EngineInfo) -> bool:
+        if info.backend != self.backend.id or info.port is None or info.api_key is None or info.argv is None:
+            return False
+        try:
+            wanted = self.backend.launch_spec(self.settings, info.port, info.api_key)
+        except EngineError:
+            return False  # start() reports why (a missing model, a missing package)
+        return wanted.argv == info.argv and wanted.model == info.model
+
     def ensure_running(self) -> EngineInfo:
         return self.adopt() or self.start()
 
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM the engine's process group, SIGKILL after ``grace``; nothing is left behind."""
+    def stop(self, grace: float = 10.0) -> bool:
+        """SIGTERM the engine's process group, SIGKILL after ``grace``; nothing is left behind.
+
+        Only a process verified to be the engine that was started (pid and start time, or
+        its command line) is signalled: a state file naming a pid that now belongs to
+        another process is stale, and is only removed. Returns whether an engine was stopped.
+        """
         with self._lock:
-            info = self.info or self._load()
-            if info is not None and info.pid is not None:
-                self._kill_group(info.pid, grace)
+            stopped = False
+            if self._proc is not None and self._proc.poll() is None:
+                self._kill_own_child(grace)
+                stopped = True
+            for info in (self.info, self._load()):
+                proc = _verified(info) if info is not None else None
+                if proc is not None:
+                    _kill_tree(proc, grace)
+                    stopped = True
             if self._proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self._proc.wait(1.0)
                 self._proc = None
             self.state_file.unlink(missing_ok=True)
             self.info = None
+            return stopped
 
-    def _kill_group(self, pid: int | None, grace: float) -> None:
-        if pid is None:
+    def _kill_own_child(self, grace: float) -> None:
+        """The process this supervisor spawned (its Popen handle proves it is ours, until reaped)."""
+        if self._proc is None or self._proc.poll() is not None:
             return
-        try:
-            pgid = os.getpgid(pid)
-        except ProcessLookupError:
-            return
-        procs = []
         with contextlib.suppress(psutil.Error):
-            parent = psutil.Process(pid)
-            procs = [parent, *parent.children(recursive=True)]
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGTERM)
-        _, alive = psutil.wait_procs(procs, timeout=grace)
-        if alive:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
-            psutil.wait_procs(alive, timeout=5.0)
-        if self._proc is not None and self._proc.pid == pid:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(1.0)
+            _kill_tree(psutil.Process(self._proc.pid), grace)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(1.0)
 
     def restart(self) -> EngineInfo:
         """Same port and key, so clients keep working across the restart."""
@@ -235,26 +255,41 @@ class EngineSupervisor:
             return False
         if self._proc is not None and self._proc.pid == info.pid:
             return self._proc.poll() is None
-        return _alive(info.pid)
+        return _verified(info) is not None
 
     def check(self) -> None:
-        """Restart a dead engine with exponential backoff; give up after ``max_restarts`` in a row."""
-        if self.alive() or self.info is None:
+        """Restart a dead engine with exponential backoff; give up after ``max_restarts`` in a row.
+
+        Every attempt reuses the dead engine's port and key. After the last failure the
+        supervisor forgets the engine (``info`` is None, so later checks do nothing) and
+        reports ``engine gave up`` with the attempts made and the engine log's last lines.
+        """
+        dead = self.info
+        if dead is None or self.alive():
             return
         code = self._proc.poll() if self._proc is not None else None
         self._event("engine died", f"exit code {code}; restarting (see {self.log_file})")
-        while self.restarts < self.max_restarts and not self._stop_monitor.is_set():
+        last_error = ""
+        while self.restarts < self.max_restarts:
             delay = self.backoff * (2**self.restarts)
             self.restarts += 1
-            self._stop_monitor.wait(delay)
+            if self._stop_monitor.wait(delay):
+                return
             try:
-                self.restart()
-            except EngineStartError as e:
-                self._event("engine restart failed", str(e).splitlines()[0])
+                with self._lock:
+                    self.stop()
+                    self.start(port=dead.port, api_key=dead.api_key)
+            except EngineError as e:
+                last_error = str(e).splitlines()[0]
+                self._event("engine restart failed", f"attempt {self.restarts} of {self.max_restarts}: {last_error}")
                 continue
             self._event("engine restarted", f"attempt {self.restarts}")
             return
-        self._event("engine gave up", f"{self.restarts} restarts failed; last log lines:\n{log_tail(self.log_file, 10)}")
+        self._event(
+            "engine gave up",
+            f"{self.restarts} restarts in a row failed (last: {last_error or 'none tried'}); the engine stays down "
+            f"until it is started again. Last lines of {self.log_file}:\n{log_tail(self.log_file, 10)}",
+        )
 
     def _event(self, kind: str, detail: str) -> None:
         if self.on_event is not None:
@@ -316,8 +351,53 @@ class EngineSupervisor:
         return out
 
 
-def _alive(pid: int) -> bool:
+def _verified(info: EngineInfo) -> psutil.Process | None:
+    """The process ``info`` names, if it is still the engine started then.
+
+    A pid is reused once its process is gone, so the pid alone proves nothing: the
+    process's start time must match the recorded one, or its command line must end with
+    the recorded command (the random port makes that unique). A state file with
+    neither cannot be verified, and its process is never touched.
+    """
+    if info.pid is None:
+        return None
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        proc = psutil.Process(info.pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if info.create_time is not None and abs(proc.create_time() - info.create_time) <= CREATE_TIME_SLACK_S:
+            return proc
+        if info.argv and proc.cmdline()[-len(info.argv):] == info.argv:
+            return proc
     except psutil.Error:
-        return False
+        return None
+    return None
+
+
+def _kill_tree(proc: psutil.Process, grace: float) -> None:
+    """SIGTERM the engine and its workers, SIGKILL what is left after ``grace``.
+
+    The engine was started in a session of its own, so its process group is its own pid:
+    the group is signalled only then (it reaches workers that re-parented away); any other
+    group belongs to someone else, and only the engine's own descendants are signalled.
+    """
+    procs = [proc]
+    with contextlib.suppress(psutil.Error):
+        procs += proc.children(recursive=True)
+    own_group = False
+    with contextlib.suppress(OSError):
+        own_group = os.getpgid(proc.pid) == proc.pid
+
+    def signal_all(sig: signal.Signals, targets: list[psutil.Process]) -> None:
+        if own_group:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+        for p in targets:
+            with contextlib.suppress(psutil.Error):
+                p.send_signal(sig)
+
+    signal_all(signal.SIGTERM, procs)
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    if alive:
+        signal_all(signal.SIGKILL, alive)
+        psutil.wait_procs(alive, timeout=5.0)
