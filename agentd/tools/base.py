@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -11,6 +12,9 @@ from agentd.config import Config
 from agentd.errors import AgentdError
 from agentd.events import Event
 from agentd.home import Home
+
+log = logging.getLogger("agentd")
+MAX_DEPTH = 32
 
 
 @dataclass
@@ -25,6 +29,8 @@ class ToolContext:
     changed: list[str] = field(default_factory=list)
     # Secret masking for anything that enters the context (set by the wake; identity by default).
     mask: Callable[[str], str] = field(default=lambda text: text)
+    # Stale-write guard for files.allow folders outside the home: absolute path -> sha256 last read or written.
+    seen_outside: dict[str, str] = field(default_factory=dict)
 
     def note_change(self, rel: str) -> None:
         if rel not in self.changed:
@@ -75,10 +81,33 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+def _bad_text(value: Any, depth: int = 0) -> str | None:
+    """Why ``value`` cannot be used as text (a lone surrogate, nesting too deep), or None."""
+    if depth > MAX_DEPTH:
+        return f"is nested more than {MAX_DEPTH} levels deep"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return f"is not valid Unicode text (a lone surrogate {value[e.start]!r} at character {e.start}); send plain UTF-8 text"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        problem = _bad_text(key, depth + 1) if isinstance(key, str) else None
+        problem = problem or _bad_text(item, depth + 1)
+        if problem:
+            return problem
+    return None
+
+
 def check_arguments(schema: dict[str, Any], args: Any) -> str | None:
-    """A small JSON-schema check (types, required, enum, no extras); returns the problem or None."""
+    """A small JSON-schema check (valid text, types, required, enum, no extras); returns the problem or None."""
     if not isinstance(args, dict):
         return "arguments must be a JSON object"
+    for key, value in args.items():
+        problem = _bad_text(key) or _bad_text(value)
+        if problem:
+            return f"argument {_printable(key)[:40]!r} {problem}"
     props: dict[str, Any] = schema.get("properties", {})
     for req in schema.get("required", []):
         if req not in args:
@@ -141,15 +170,23 @@ class ToolRegistry:
         return {"anyOf": variants}
 
     def execute(self, ctx: ToolContext, name: str, arguments: str | dict[str, Any]) -> ToolOutcome:
-        """Run one call; a malformed or failing call comes back as error text the model can correct."""
+        """Run one call; a malformed or failing call comes back as error text the model can correct.
+
+        Nothing a tool raises escapes: one bad call must never abort the wake. An
+        unexpected exception is logged with its traceback (a bug for the developer)
+        and the model reads one line saying the call failed.
+        """
+        name = _printable(name)
         tool = self._tools.get(name)
         if tool is None:
-            return ToolOutcome(name, False, f"error: unknown tool {name!r}; the tools are: {', '.join(self._tools)}")
+            return ToolOutcome(name, False, f"error: unknown tool {name[:80]!r}; the tools are: {', '.join(self._tools)}")
         if isinstance(arguments, str):
             try:
                 args = json.loads(arguments) if arguments.strip() else {}
             except json.JSONDecodeError as e:
                 return ToolOutcome(name, False, f"error: arguments are not valid JSON ({e.msg} at column {e.colno})")
+            except RecursionError:
+                return ToolOutcome(name, False, f"error: the arguments are nested too deeply (more than {MAX_DEPTH} levels)")
         else:
             args = arguments
         problem = check_arguments(tool.parameters, args)
@@ -158,9 +195,21 @@ class ToolRegistry:
         try:
             out = tool.run(ctx, **args)
         except AgentdError as e:
-            return ToolOutcome(name, False, f"error: {e}")
+            return self._failed(ctx, name, str(e))
         except OSError as e:
-            return ToolOutcome(name, False, f"error: {e.strerror or e}")
+            return self._failed(ctx, name, str(e.strerror or e))
+        except Exception as e:  # noqa: BLE001 - the registry is the boundary that keeps the wake alive
+            log.exception("tool %s raised %s (wake %s)", name, type(e).__name__, ctx.wake_id)
+            return self._failed(ctx, name, f"the {name} tool failed unexpectedly ({type(e).__name__}: {str(e)[:300]}); try another way")
         if isinstance(out, str):
-            return ToolOutcome(name, True, ctx.mask(out))
-        return ToolOutcome(out.name, out.ok, ctx.mask(out.text), out.ends_wake, out.reply)
+            return ToolOutcome(name, True, _printable(ctx.mask(out)))
+        return ToolOutcome(out.name, out.ok, _printable(ctx.mask(out.text)), out.ends_wake, out.reply)
+
+    @staticmethod
+    def _failed(ctx: ToolContext, name: str, message: str) -> ToolOutcome:
+        return ToolOutcome(name, False, _printable(ctx.mask(f"error: {message}")))
+
+
+def _printable(text: str) -> str:
+    """``text`` with any lone surrogate replaced, so it can be written, logged and sent."""
+    return text.encode("utf-8", "replace").decode("utf-8") if isinstance(text, str) else str(text)

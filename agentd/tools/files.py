@@ -6,8 +6,8 @@ import fnmatch
 from pathlib import Path
 from typing import Any
 
-from agentd.errors import PathError, ToolError
-from agentd.home import RUNTIME_DIR, atomic_write
+from agentd.errors import PathError, StaleWriteError, ToolError
+from agentd.home import RUNTIME_DIR, atomic_write, sha256
 from agentd.tools.base import Tool, ToolContext
 
 MAX_READ_LINES = 400
@@ -38,13 +38,43 @@ def resolve(ctx: ToolContext, path: str) -> tuple[str | None, Path]:
     raise PathError(f"{path} is outside the home (and not in files.allow)")
 
 
+def read_bytes(ctx: ToolContext, rel: str | None, full: Path) -> bytes:
+    """Read for the agent, remembering what it saw (the stale-write guard's baseline)."""
+    if rel is not None:
+        return ctx.home.read_bytes(rel)
+    data = full.read_bytes()
+    ctx.seen_outside[str(full)] = sha256(data)
+    return data
+
+
 def write(ctx: ToolContext, rel: str | None, full: Path, text: str) -> None:
-    """Inside the home: the guarded, atomic, logged write; in an allowed folder: an atomic write."""
+    """Inside the home: the guarded, atomic, logged write; in an allowed folder: guarded and atomic.
+
+    Outside the home there is no git history to keep the other version in, so a file
+    the agent has not read in this wake, or that changed since it read it, is refused.
+    """
     if rel is not None:
         ctx.home.write_text(rel, text)
         ctx.note_change(rel)
-    else:
-        atomic_write(full, text)
+        return
+    key = str(full)
+    current = full.read_bytes() if full.is_file() else None
+    seen = ctx.seen_outside.get(key)
+    if current is not None and seen is None:
+        raise StaleWriteError(f"{full} exists and the agent has not read it; read it first, then write")
+    if seen is not None and (current is None or sha256(current) != seen):
+        raise StaleWriteError(f"{full} changed since the agent last read it (someone edited it); read it again and re-apply the change")
+    data = text.encode("utf-8")
+    atomic_write(full, data)
+    ctx.seen_outside[key] = sha256(data)
+
+
+def decode(data: bytes, path: str) -> str:
+    """Strict UTF-8: a tool that rewrites a file must not turn bytes it cannot read into U+FFFD."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ToolError(f"{path} is not UTF-8 text (byte {e.start}); edit_file only edits text files") from None
 
 
 class ReadFileTool(Tool):
@@ -66,7 +96,7 @@ class ReadFileTool(Tool):
         rel, full = resolve(ctx, str(args["path"]))
         if not full.is_file():
             raise ToolError(f"no file {args['path']}")
-        text = ctx.home.read_text(rel) if rel is not None else full.read_text(encoding="utf-8", errors="replace")
+        text = read_bytes(ctx, rel, full).decode("utf-8", errors="replace")
         lines = text.splitlines()
         start = max(1, int(args.get("offset_line") or 1))
         count = max(1, min(int(args.get("max_lines") or MAX_READ_LINES), MAX_READ_LINES))
@@ -121,7 +151,7 @@ class EditFileTool(Tool):
         old, new = str(args["old"]), str(args["new"])
         if not old:
             raise ToolError("old must not be empty")
-        text = ctx.home.read_text(rel) if rel is not None else full.read_text(encoding="utf-8")
+        text = decode(read_bytes(ctx, rel, full), str(args["path"]))
         count = text.count(old)
         if count == 0:
             raise ToolError(f"the text to replace is not in {args['path']} (read the file and copy it exactly)")

@@ -104,16 +104,30 @@ def test_huge_and_empty_inbox_files(shared_home: Home) -> None:
     assert ev is not None and "not valid UTF-8" in ev.text
 
 
+# st.text never yields lone surrogates by default, yet a model's JSON can carry "\ud800":
+# mix them in on purpose (category Cs), alone and inside ordinary text.
+surrogate_text = st.one_of(
+    st.text(alphabet=st.characters(categories=["Cs", "L", "N", "P", "Zs"]), max_size=30),
+    st.sampled_from(["\ud800", "\udfff", "a\udc80b", "notes/\ud83d.md", "\ud800\ud800"]),
+)
+texts = st.one_of(st.text(max_size=30), surrogate_text)
 json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=30)),
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    st.one_of(st.none(), st.booleans(), st.integers(), texts),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(texts, inner, max_size=3)),
     max_leaves=8,
 )
+TOOL_NAMES = ["read_file", "write_file", "edit_file", "list_files", "remember", "forget", "memory_search", "read_skill", "reply", "done"]
+
+
+def _nested(depth: int, leaf: object, kind: str) -> object:
+    for _ in range(depth):
+        leaf = [leaf] if kind == "list" else {"k": leaf}
+    return leaf
 
 
 @FUZZ
 @given(
-    name=st.one_of(st.sampled_from(["read_file", "write_file", "edit_file", "list_files", "remember", "forget", "memory_search", "read_skill", "reply", "done"]), st.text(max_size=12)),
+    name=st.one_of(st.sampled_from(TOOL_NAMES), st.text(max_size=12), surrogate_text),
     args=st.one_of(json_values, st.text(max_size=200)),
 )
 def test_model_tool_calls_never_crash(name: str, args: object, shared_home: Home) -> None:
@@ -125,6 +139,29 @@ def test_model_tool_calls_never_crash(name: str, args: object, shared_home: Home
     assert isinstance(outcome.text, str)
     if not outcome.ok:
         assert outcome.text.startswith("error:")
+
+
+@FUZZ
+@given(
+    name=st.sampled_from(TOOL_NAMES),
+    key=st.sampled_from(["path", "content", "query", "topic", "fact", "old", "new", "text", "name"]),
+    value=st.one_of(surrogate_text, st.builds(_nested, st.integers(1, 3000), surrogate_text, st.sampled_from(["list", "dict"]))),
+    as_string=st.booleans(),
+)
+def test_surrogates_and_deep_nesting_in_tool_calls(name: str, key: str, value: object, as_string: bool, shared_home: Home) -> None:
+    """Lone surrogates and deeply nested arguments, as a JSON string or already parsed: an error, never a raise."""
+    registry = build_registry()
+    ctx = ToolContext(shared_home, load_config(shared_home.root), Event("message", "fuzz", NOW), "fuzz")
+    try:
+        arguments: str | dict[str, object] = json.dumps({key: value}) if as_string else {key: value}
+    except RecursionError:
+        arguments = "{" + json.dumps(key) + ": " + "[" * 5000 + "]" * 5000 + "}"
+    outcome = registry.execute(ctx, name, arguments)
+    outcome.text.encode("utf-8")  # whatever comes back can be written to the session and the ledger
+    if not outcome.ok:
+        assert outcome.text.startswith("error:")
+    else:
+        assert isinstance(value, str) and value.encode("utf-8", "surrogatepass").decode("utf-8", "ignore") == value
 
 
 def test_huge_tool_arguments(shared_home: Home) -> None:
