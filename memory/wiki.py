@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any
 
+from agentd.errors import StaleWriteError
+
 if TYPE_CHECKING:
     from agentd.home import Home
     from engine.types import ChatEngine
 
 RAW, WIKI = "raw", "wiki"
 MANIFEST = "wiki/.manifest.json"
+INDEX = "index"  # wiki/index.md is generated; no source's page may take its name
+TRASH = ".agentd/trash/wiki"  # pages of deleted sources go here (a move the write-ahead log can undo)
 SOURCE_CHARS = 6000
 SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm")
 LINK = re.compile(r"\[\[([^\]|#]+)(?:[#|][^\]]*)?\]\]")
@@ -119,12 +123,29 @@ class CompileReport:
     compiled: list[str] = field(default_factory=list)  # sources sent to the model
     pages_written: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    # Pages someone changed while the compile ran: their version was kept (and committed as theirs).
+    stale: list[str] = field(default_factory=list)
+
+
+def _read_wiki(home: Home) -> None:
+    """Read every page the compile may rewrite, through the home, before the (slow) model calls.
+
+    That read is the stale-write guard's baseline: a page the person edits while the
+    model is thinking is then refused at write time instead of silently overwritten.
+    """
+    folder = home.root / WIKI
+    for path in sorted(folder.glob("*.md")) if folder.is_dir() else []:
+        home.read_bytes(path.relative_to(home.root).as_posix())
+    if (home.root / MANIFEST).is_file():
+        home.read_bytes(MANIFEST)
 
 
 def compile_wiki(home: Home, engine: ChatEngine, *, max_tokens: int = 400) -> CompileReport:
     report = CompileReport()
+    _read_wiki(home)
     manifest = load_manifest(home)
     sources: dict[str, Any] = manifest["sources"]
+    before = json.loads(json.dumps(sources))
     for rel in pending_sources(home):
         text = source_text(home, rel)[:SOURCE_CHARS]
         result = engine.chat(
@@ -140,30 +161,41 @@ def compile_wiki(home: Home, engine: ChatEngine, *, max_tokens: int = 400) -> Co
         except (json.JSONDecodeError, KeyError, TypeError):
             report.failed.append(rel)
             continue
-        taken = {v["page"] for k, v in sources.items() if k != rel}
+        taken = {v["page"].lower() for k, v in sources.items() if k != rel} | {INDEX}
         page, n = title, 2
-        while page in taken:
+        while page.lower() in taken:
             page, n = f"{title} {n}", n + 1
         sha = hashlib.sha256((home.root / rel).read_bytes()).hexdigest()
         sources[rel] = {"sha": sha, "page": page, "title": title, "summary": summary, "topics": topics}
         report.compiled.append(rel)
     for rel in [r for r in sources if not (home.root / r).exists()]:
         del sources[rel]  # the source is gone: its page goes with it
-    report.pages_written = _write_pages(home, sources)
-    _write(home, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n", report.pages_written)
+    report.pages_written = _write_pages(home, sources, report.stale)
+    for rel, entry in list(sources.items()):
+        if f"{WIKI}/{entry['page']}.md" in report.stale:
+            # Its page was not written: leave the source pending so the next compile tries again.
+            if rel in before:
+                sources[rel] = before[rel]
+            else:
+                del sources[rel]
+    _write(home, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n", report.pages_written, report.stale)
     return report
 
 
-def _write(home: Home, rel: str, text: str, changed: list[str]) -> None:
+def _write(home: Home, rel: str, text: str, changed: list[str], stale: list[str]) -> None:
+    """Write ``rel`` if its text differs, through the guard; a page changed behind the compile is kept."""
     path = home.root / rel
-    if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        if path.is_file():
-            home.read_text(rel)
+    if path.is_file() and path.read_bytes() == text.encode("utf-8"):
+        return
+    try:
         home.write_text(rel, text)
-        changed.append(rel)
+    except StaleWriteError:
+        stale.append(rel)
+        return
+    changed.append(rel)
 
 
-def _write_pages(home: Home, sources: dict[str, Any]) -> list[str]:
+def _write_pages(home: Home, sources: dict[str, Any], stale: list[str]) -> list[str]:
     changed: list[str] = []
     by_page = {v["page"]: (k, v) for k, v in sources.items()}
     links: dict[str, list[str]] = {}
@@ -177,14 +209,23 @@ def _write_pages(home: Home, sources: dict[str, Any]) -> list[str]:
             f"Source: `{rel}` · topics: {', '.join(v['topics']) or '—'}\n\n"
             f"## Related\n{related}\n\n## Linked from\n{linked_from}\n"
         )
-        _write(home, f"{WIKI}/{page}.md", text, changed)
-    for stale in (home.root / WIKI).glob("*.md") if (home.root / WIKI).is_dir() else []:
-        if stale.stem not in by_page and stale.name != "index.md" and "Source: `raw/" in stale.read_text(errors="replace"):
-            home.read_text(stale.relative_to(home.root).as_posix())
-            stale.unlink()
-            changed.append(stale.relative_to(home.root).as_posix())
+        _write(home, f"{WIKI}/{page}.md", text, changed, stale)
+    for old in sorted((home.root / WIKI).glob("*.md")) if (home.root / WIKI).is_dir() else []:
+        rel = old.relative_to(home.root).as_posix()
+        if old.stem not in by_page and old.stem != INDEX and "Source: `raw/" in old.read_text(errors="replace"):
+            try:
+                home.check_fresh(rel)
+                if old.read_bytes() != home.head_bytes(rel):
+                    raise StaleWriteError(f"{rel} has uncommitted changes")
+            except StaleWriteError:
+                stale.append(rel)  # someone edited the page of a deleted source: theirs now, kept
+                continue
+            # No delete in the home's API yet: a move into the runtime folder is noted in the
+            # write-ahead log, so a wake killed before its commit puts the page back.
+            home.move(rel, f"{TRASH}/{old.name}")
+            changed.append(rel)
     index = "# Wiki index\n\n" + "".join(f"- [[{p}]] — {v['summary'][:120]}\n" for p, (_, v) in sorted(by_page.items()))
-    _write(home, f"{WIKI}/index.md", index, changed)
+    _write(home, f"{WIKI}/{INDEX}.md", index, changed, stale)
     return changed
 
 
@@ -193,12 +234,14 @@ class LintReport:
     broken: list[tuple[str, str]] = field(default_factory=list)  # (page, missing link)
     orphans: list[str] = field(default_factory=list)
     contradictions: list[str] = field(default_factory=list)
+    clashes: list[str] = field(default_factory=list)  # pages that would take the index's name
 
     def text(self) -> str:
         lines = [f"broken link: {p} → [[{t}]]" for p, t in self.broken]
+        lines += [f"name clash: {c}" for c in self.clashes]
         lines += [f"orphan page (nothing links to it): {p}" for p in self.orphans]
         lines += [f"possible contradiction: {c}" for c in self.contradictions]
-        return "\n".join(lines) or "the wiki is clean: no broken links, orphans or contradictions found"
+        return "\n".join(lines) or "the wiki is clean: no broken links, orphans, name clashes or contradictions found"
 
 
 CLAIM = re.compile(r"\b([A-Z][\w ]{2,40}?) (is|are|was|were|has|have) (not |no |never )?([\w -]{2,40})")
@@ -210,6 +253,11 @@ def lint_wiki(home: Home) -> LintReport:
     if not folder.is_dir():
         return report
     pages = {p.stem: p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.glob("*.md"))}
+    for rel, entry in sorted(load_manifest(home)["sources"].items()):
+        if str(entry.get("page", "")).lower() == INDEX or str(entry.get("title", "")).lower() == INDEX:
+            report.clashes.append(f"{rel} is titled {entry.get('title')!r}, the name of the wiki index; its page is [[{entry.get('page')}]]")
+    if INDEX in pages and not pages[INDEX].startswith("# Wiki index"):
+        report.clashes.append(f"{WIKI}/{INDEX}.md is not the generated index (a page took its name?)")
     inbound: dict[str, int] = {name: 0 for name in pages}
     for name, text in pages.items():
         for target in LINK.findall(text):

@@ -104,7 +104,13 @@ class KbCompileTool(Tool):
         for rel in report.pages_written:
             ctx.note_change(rel)
         failed = f"; could not compile: {', '.join(report.failed)}" if report.failed else ""
-        return f"compiled {len(report.compiled)} source(s): {', '.join(report.compiled) or 'none pending'}; pages written: {len(report.pages_written)}{failed}"
+        stale = (
+            f"; not written because someone changed them during the compile (their version is kept): {', '.join(report.stale)}"
+            " — run kb_compile again to recompile them"
+            if report.stale
+            else ""
+        )
+        return f"compiled {len(report.compiled)} source(s): {', '.join(report.compiled) or 'none pending'}; pages written: {len(report.pages_written)}{failed}{stale}"
 
 
 class KbLintTool(Tool):
