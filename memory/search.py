@@ -134,8 +134,23 @@ class SearchIndex:
                 ).fetchall()
                 if rows:
                     break
-        words = [w.lower() for w in re.findall(r"\w+", query)]
+        terms = sorted({w.lower()[:5] for w in re.findall(r"\w+", query)})
         for path, line, body, snip, score in rows:
-            offset = next((i for i, ln in enumerate(body.split("\n")) if any(w[:5] in ln.lower() for w in words)), 0)
-            hits.append(Hit(path, int(line) + offset, " ".join(snip.split()), float(score)))
+            hits.append(Hit(path, int(line) + best_line(body, terms), " ".join(snip.split()), float(score)))
         return hits
+
+
+def best_line(body: str, terms: list[str]) -> int:
+    """The offset of the chunk's line that matches the most query terms.
+
+    Ties go to the line whose terms are rarest in the chunk (the line with "quokka"
+    beats forty lines with "line"), then to the first. A term matches a word it
+    starts (its first five letters, roughly what the porter stemmer keeps).
+    """
+    matched = [{t for t in terms if any(w.startswith(t) for w in re.findall(r"\w+", ln.lower()))} for ln in body.split("\n")]
+    lines_with = {t: sum(t in m for m in matched) for t in terms}
+
+    def rank(i: int) -> tuple[int, float, int]:
+        return len(matched[i]), sum(1 / lines_with[t] for t in matched[i]), -i
+
+    return max(range(len(matched)), key=rank, default=0)

@@ -53,6 +53,16 @@ def test_hits_point_at_the_right_line(home: Home) -> None:
     hit = idx.search("quokka")[0]
     assert (hit.path, hit.line) == ("big.md", 74)
     assert "[quokka]" in hit.snippet
+    # Several words: the line with the most of them, the rarest breaking a tie, else the first.
+    for query in ("line quokka", "filler quokka", "quokka island", "Rottnest line"):
+        hit = idx.search(query)[0]
+        assert (hit.path, hit.line) == ("big.md", 74), (query, hit)
+    lines[79] = "a quokka line: the quokka and the island of Rottnest"
+    lines[90] = "quokka again"
+    (home.root / "big.md").write_text("\n".join(lines) + "\n")
+    idx.update()
+    assert idx.search("quokka Rottnest line")[0].line == 80  # all three terms beat two
+    assert idx.search("filler")[0].line in (1, 41, 81)  # every line ties: the first of its chunk
 
 
 def test_hostile_queries_do_not_raise(home: Home) -> None:
