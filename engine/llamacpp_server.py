@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import hashlib
+import hmac
 import json
 import os
 import threading
@@ -36,6 +37,7 @@ import llama_cpp
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 API_KEY_ENV = "AGENTD_ENGINE_API_KEY"
+LOOPBACK = "127.0.0.1"  # the only address it listens on: no option widens it
 DEFAULT_REPEAT_PENALTY = 1.1
 
 
@@ -247,6 +249,8 @@ class Engine:
 
 
 def make_handler(engine: Engine, api_key: str) -> type[BaseHTTPRequestHandler]:
+    expected = f"Bearer {api_key}".encode()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -254,7 +258,8 @@ def make_handler(engine: Engine, api_key: str) -> type[BaseHTTPRequestHandler]:
             pass  # one line per request would drown the engine log
 
         def _authorized(self) -> bool:
-            if self.headers.get("Authorization") == f"Bearer {api_key}":
+            # Constant time, so response timing does not reveal how much of a guess was right.
+            if hmac.compare_digest(self.headers.get("Authorization", "").encode(), expected):
                 return True
             self._json(401, {"error": {"message": "missing or wrong API key", "type": "unauthorized"}})
             return False
@@ -367,6 +372,13 @@ def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[di
     yield from rest
 
 
+def make_server(engine: Engine, api_key: str, port: int) -> ThreadingHTTPServer:
+    """The HTTP server on 127.0.0.1 only; every route needs ``api_key``."""
+    if not api_key:
+        raise ValueError("an API key is required")
+    return ThreadingHTTPServer((LOOPBACK, port), make_handler(engine, api_key))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="agentd's embedded llama.cpp engine (OpenAI-compatible, loopback only)")
     p.add_argument("--model", required=True)
@@ -379,8 +391,8 @@ def main(argv: list[str] | None = None) -> None:
     if not api_key:
         raise SystemExit(f"{API_KEY_ENV} must hold the API key")
     engine = Engine(args.model, n_ctx=args.n_ctx, n_threads=args.threads, pinned=args.pinned)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(engine, api_key))
-    print(f"engine ready: {engine.model_name} on 127.0.0.1:{args.port}", flush=True)
+    server = make_server(engine, api_key, args.port)
+    print(f"engine ready: {engine.model_name} on {LOOPBACK}:{args.port}", flush=True)
     server.serve_forever()
 
 
