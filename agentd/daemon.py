@@ -239,6 +239,8 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+        # A writer breaking the inbox's read lease (inbox.open_for_writing) sends SIGIO.
+        signal.signal(signal.SIGIO, signal.SIG_IGN)
 
     def _start(self) -> None:
         log.info("daemon starting on %s (pid %d)", self.home.root, os.getpid())
@@ -316,6 +318,9 @@ class Daemon:
         """Adopt a running engine or start one; the daemon stops only an engine it started."""
         adopted = sup.adopt()
         if adopted is None:
+            orphan = _stop_owned_engine(self.home)  # alive but not adoptable (hung): not left behind
+            if orphan is not None:
+                log.warning("stopped engine %d, left by a previous daemon and not answering", orphan)
             info = sup.start()
             self.adopted_pid = None
             self.owns_engine = info.pid is not None
@@ -773,14 +778,19 @@ def stop_orphaned_engine(home: Home) -> int | None:
     """
     if read_state(home) is not None:
         return None  # a running daemon owns it
+    return _stop_owned_engine(home)
+
+
+def _stop_owned_engine(home: Home) -> int | None:
     pid = _owned_engine_pid(home)
-    if pid is None:
-        (home.runtime / ENGINE_OWNER).unlink(missing_ok=True)
-        return None
+    try:
+        recorded = json.loads((home.runtime / "engine.json").read_text(encoding="utf-8")).get("pid")
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        recorded = None
+    if pid is None or recorded != pid:
+        return None  # gone already, or the home's engine is now another one (the person's)
+    # Healthy or not: a hung orphan is stopped all the same.
     sup = make_supervisor(home, load_config(home.root))
-    info = sup.adopt()
-    if info is None or info.pid != pid:
-        return None
     sup.stop()
     (home.runtime / ENGINE_OWNER).unlink(missing_ok=True)
     return pid

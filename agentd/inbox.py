@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import secrets
+import signal
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +40,13 @@ def pending(home: Home) -> list[str]:
 
 
 def open_for_writing(path: Path) -> bool | None:
-    """Whether some process holds ``path`` open for writing (Linux read lease), None if unknown."""
+    """Whether some process holds ``path`` open for writing (Linux read lease), None if unknown.
+
+    A writer opening the file while the lease is held breaks it with SIGIO, whose default
+    action ends the process: so this only tries when the caller ignores SIGIO.
+    """
+    if not hasattr(fcntl, "F_SETLEASE") or signal.getsignal(signal.SIGIO) is not signal.SIG_IGN:
+        return None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
