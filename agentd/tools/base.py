@@ -127,6 +127,8 @@ def check_arguments(schema: dict[str, Any], args: Any) -> str | None:
                 return f"argument {key!r} must be of type {typ}"
         if isinstance(value, str) and len(value) > spec.get("maxLength", len(value)):
             return f"argument {key!r} is longer than {spec['maxLength']} characters"
+        if isinstance(value, str) and len(value.strip()) < spec.get("minLength", 0):
+            return f"argument {key!r} must not be empty" if spec["minLength"] == 1 else f"argument {key!r} is shorter than {spec['minLength']} characters"
         if "enum" in spec and value not in spec["enum"]:
             return f"argument {key!r} must be one of {spec['enum']}"
     return None

@@ -22,8 +22,8 @@ class RememberTool(Tool):
     description = """Save a fact for the long term: it goes into memory/topics/<topic>.md and
     MEMORY.md keeps a one-line index entry for the topic. Use it for anything you must
     still know after this conversation is gone."""
-    parameters = _obj({"topic": {"type": "string", "maxLength": 80, "description": "A short topic name, e.g. 'plants'."},
-                       "fact": {"type": "string", "maxLength": 500, "description": "One fact, one line."}}, ["topic", "fact"])
+    parameters = _obj({"topic": {"type": "string", "minLength": 1, "maxLength": 80, "description": "A short topic name, e.g. 'plants'."},
+                       "fact": {"type": "string", "minLength": 1, "maxLength": 500, "description": "One fact, one line."}}, ["topic", "fact"])
 
     def run(self, ctx: ToolContext, **args: Any) -> str:
         try:
@@ -32,14 +32,16 @@ class RememberTool(Tool):
             raise ToolError(str(e)) from None
         for rel in changed:
             ctx.note_change(rel)
-        return f"remembered under {curated.slug(str(args['topic']))}" + ("" if changed else " (already known)")
+        note = curated.budget_note(ctx.home, ctx.config.budgets.memory_chars)
+        return f"remembered under {curated.slug(str(args['topic']))}" + ("" if changed else " (already known)") + (f"\nnote: {note}" if note else "")
 
 
 class ForgetTool(Tool):
     name = "forget"
     description = """Remove facts containing the given text from a memory topic (when the person
     asks you to forget something, or a fact is wrong)."""
-    parameters = _obj({"topic": {"type": "string", "maxLength": 80}, "fact": {"type": "string", "maxLength": 500, "description": "Text the fact contains."}}, ["topic", "fact"])
+    parameters = _obj({"topic": {"type": "string", "minLength": 1, "maxLength": 80},
+                       "fact": {"type": "string", "minLength": 1, "maxLength": 500, "description": "Text the fact contains (not empty)."}}, ["topic", "fact"])
 
     def run(self, ctx: ToolContext, **args: Any) -> str:
         try:
