@@ -58,6 +58,7 @@ def builtin_root() -> Path:
 
 def split_front_matter(text: str, path: Path) -> tuple[dict[str, object], str]:
     """(front matter, body); errors name the file and the line in the file."""
+    text = text.removeprefix("\ufeff")  # editors on Windows save UTF-8 with a byte-order mark
     if not text.startswith("---"):
         raise FrontMatterError(path, 1, "expected YAML front matter between '---' lines at the top")
     lines = text.split("\n")

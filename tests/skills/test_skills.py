@@ -61,3 +61,9 @@ def test_daily_briefing_inputs(home: Home) -> None:
     (home.root / "memory/journal/2026-11-21.md").write_text("# 2026-11-21\n\n## 10:00 · message\n\nBooked the dentist.\n")
     text = gather_briefing_inputs(home, date(2026, 11, 22))
     assert "outbox/briefing-2026-11-22.md" in text and "renew the passport" in text and "Morning" in text and "Booked the dentist" in text
+
+
+def test_a_skill_saved_with_a_byte_order_mark_loads(home: Home) -> None:
+    write_skill(home, "bom", "\ufeff---\nname: bom\ndescription: Saved by a Windows editor.\n---\nThe body.\n")
+    skill = load_skills(home.root).get("bom")
+    assert skill is not None and skill.body() == "The body." and not load_skills(home.root).errors
