@@ -4,8 +4,9 @@ The prefix is rendered byte-deterministically from the home (rules → tools →
 → USER.md → skills index → MEMORY.md) and frozen for an *epoch*; sessions append to
 their tail and never rewrite it; everything volatile (the clock, what changed) goes
 into the event, the last message. Before each request the compiler compares it with
-the session's previous request and records what the cache should hold, and — when the
-shared prefix shrank — which section changed first.
+the requests the engine last saw (the session's own, and the last of any session or
+warm-up), records the longest common prefix and what the cache should hold, and — when
+the shared prefix shrank — which section changed first.
 """
 
 from __future__ import annotations
@@ -107,6 +108,21 @@ class Prefix:
     def tool_schemas(self) -> list[dict[str, Any]] | None:
         return [json.loads(t) for t in self.tools] if self.tools else None
 
+    @property
+    def tools_digest(self) -> str:
+        return digest("\n".join(self.tools))
+
+    def section_at(self, offset: int) -> str:
+        """The section holding character ``offset`` of the canonical system message."""
+        # JSON escapes character by character, so each piece's escaped length adds up.
+        pos = len('{"content": "')
+        for i, s in enumerate(self.sections):
+            piece = ("\n" if i else "") + f"<<< {s.name} >>>\n{s.text}"
+            pos += len(json.dumps(piece, ensure_ascii=False)) - 2
+            if offset < pos:
+                return s.name
+        return self.sections[-1].name if self.sections else "rules"
+
     def first_difference(self, other: Prefix) -> str | None:
         """The name of the first section (in prompt order) that differs, or None."""
         if self.tools != other.tools:
@@ -172,6 +188,8 @@ class Session:
     epoch: str  # the prefix digest
     tail: list[Message] = field(default_factory=list)
     last_request: list[str] | None = None  # canonical JSON of each message of the last request
+    last_tools: str = ""  # the tools' digest in that request (native tool calling)
+    generation: int = 0  # the engine generation it was sent in (see ContextCompiler.note_break)
     last_prompt_tokens: int | None = None  # the engine's count for the last request it answered
     last_prompt_chars: int | None = None  # ... and that request's size, to anchor estimates on it
     last_prompt_messages: int | None = None
@@ -190,6 +208,8 @@ class Session:
             "epoch": self.epoch,
             "tail": self.tail,
             "last_request": self.last_request,
+            "last_tools": self.last_tools,
+            "generation": self.generation,
             "last_prompt_tokens": self.last_prompt_tokens,
             "last_prompt_chars": self.last_prompt_chars,
             "last_prompt_messages": self.last_prompt_messages,
@@ -206,9 +226,11 @@ class SelfCheck:
     """What the compiler expects of the cache for one request, and why it broke if it did."""
 
     common_messages: int  # leading messages identical to the previous request's
-    extends_previous: bool  # the previous request is a prefix of this one
-    expected_cached: int | None  # tokens the engine should find cached
+    extends_previous: bool  # the session's previous request is a prefix of this one
+    expected_cached: int | None  # tokens the engine should find cached (None: it cannot know)
     cause: str | None  # why the shared prefix shrank, if it did
+    common_chars: int = 0  # the longest common prefix with what the engine saw, in canonical characters
+    section: str | None = None  # the first section that changed, when the shared prefix shrank
 
 
 @dataclass
@@ -221,6 +243,40 @@ class Request:
     check: SelfCheck
     chars: int = 0  # characters of the canonical messages
     estimated_tokens: int = 0  # prompt tokens, estimated from the engine's last count (see estimate_tokens)
+    canon: list[str] = field(default_factory=list)  # canonical JSON of each message
+
+
+@dataclass
+class _Seen:
+    """A request the engine was sent: what the next request's self-check compares with."""
+
+    canon: list[str]
+    tools: str
+    generation: int
+    tokens: int | None = None  # the engine's prompt count for it, once it answered
+
+    @property
+    def chars(self) -> int:
+        return sum(map(len, self.canon))
+
+
+def _common_prefix(a: list[str], b: list[str]) -> tuple[int, int]:
+    """Leading messages identical in ``a`` and ``b``, and their common prefix in characters."""
+    messages = chars = 0
+    for x, y in zip(a, b, strict=False):
+        if x == y:
+            messages += 1
+            chars += len(x)
+            continue
+        lo, hi = 0, min(len(x), len(y))
+        while lo < hi:  # binary search: the slices compare in C
+            mid = (lo + hi + 1) // 2
+            if x[:mid] == y[:mid]:
+                lo = mid
+            else:
+                hi = mid - 1
+        return messages, chars + lo
+    return messages, chars
 
 
 class ContextCompiler:
@@ -236,8 +292,12 @@ class ContextCompiler:
         self.prefix: Prefix | None = None
         self.epoch_cause: str | None = None
         self.prefix_tokens: int | None = None  # measured by the warm-up request
-        self._pending_cause: str | None = None  # a break the compiler knows of (engine restart)
-        self._last_any: list[str] | None = None  # the last request of any session in this epoch
+        # Bumped when the engine lost its cache (restart): requests sent before no longer count.
+        self.generation = 0
+        self._pending_cause: str | None = None  # why the next request's shared prefix will shrink
+        self._emptied = False  # the engine restarted and nothing was sent since
+        self._seen: _Seen | None = None  # the last request of any session, or the warm-up
+        self._prefix_counts: dict[str, int] = {}  # system message digest → tokens, as warm-ups counted them
         self._load_epoch()
 
     # ------------------------------------------------------------ epochs
@@ -250,12 +310,18 @@ class ContextCompiler:
             self.prefix = Prefix.from_json(data["prefix"])
             self.epoch_cause = data.get("cause")
             self.prefix_tokens = data.get("prefix_tokens")
+            self.generation = int(data.get("generation", 0))
         except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
             self.prefix = None
 
     def _save_epoch(self) -> None:
         assert self.prefix is not None
-        data = {"prefix": self.prefix.to_json(), "cause": self.epoch_cause, "prefix_tokens": self.prefix_tokens}
+        data = {
+            "prefix": self.prefix.to_json(),
+            "cause": self.epoch_cause,
+            "prefix_tokens": self.prefix_tokens,
+            "generation": self.generation,
+        }
         atomic_write(self._epoch_path(), json.dumps(data, ensure_ascii=False))
 
     def start_epoch(self, prefix: Prefix, cause: str | None = None) -> bool:
@@ -280,7 +346,20 @@ class ContextCompiler:
         self._save_epoch()
 
     def note_break(self, cause: str) -> None:
-        """Something outside the prompt emptied the cache (the engine restarted)."""
+        """Something outside the prompt emptied the engine's cache (it restarted).
+
+        Nothing sent before counts as cached any more; the next request (the warm-up,
+        if there is one) records the break with ``cause``.
+        """
+        self.generation += 1
+        self._seen = None
+        self._emptied = True
+        self._pending_cause = cause
+        if self.prefix is not None:
+            self._save_epoch()
+
+    def note_cause(self, cause: str) -> None:
+        """The compiler is about to shrink the shared prefix on purpose (compaction): name why."""
         self._pending_cause = cause
 
     # ------------------------------------------------------------ sessions
@@ -308,13 +387,37 @@ class ContextCompiler:
     def render(self, session: Session, pending: list[Message]) -> Request:
         """PREFIX + TAIL + pending (the event and this wake's steps so far), with the self-check."""
         assert self.prefix is not None
-        messages = [self.prefix.system_message(), *session.tail, *pending]
-        canon = [canonical_json(m) for m in messages]
+        canon = [canonical_json(m) for m in (self.prefix.system_message(), *session.tail, *pending)]
+        # The engine is sent exactly what the self-check compared: keys sorted at every level.
+        messages = [json.loads(c) for c in canon]
         estimate = self._estimate(session, canon)
-        check = self._self_check(session, canon)
+        check = self._self_check(canon, session)
         session.last_request = canon
-        self._last_any = canon
-        return Request(messages, self.prefix.tool_schemas(), 1, check, sum(map(len, canon)), estimate)
+        session.last_tools = self.prefix.tools_digest
+        session.generation = self.generation
+        self._seen = _Seen(canon, self.prefix.tools_digest, self.generation)
+        return Request(messages, self.prefix.tool_schemas(), 1, check, sum(map(len, canon)), estimate, canon)
+
+    def render_prefix(self) -> Request:
+        """The prefix alone, for the warm-up: checked and remembered like any request."""
+        assert self.prefix is not None
+        messages = [self.prefix.system_message()]
+        canon = [canonical_json(messages[0])]
+        check = self._self_check(canon, None)
+        self._seen = _Seen(canon, self.prefix.tools_digest, self.generation)
+        return Request(messages, self.prefix.tool_schemas(), 1, check, len(canon[0]), self.prefix_estimate(), canon)
+
+    def measured(self, request: Request, prompt_tokens: int, session: Session | None = None) -> None:
+        """The engine answered ``request`` and counted ``prompt_tokens``: later checks and estimates start there."""
+        if not prompt_tokens:
+            return
+        if session is not None:
+            session.measured(request, prompt_tokens)
+        if self._seen is not None and self._seen.canon is request.canon:
+            self._seen.tokens = prompt_tokens
+        if session is None and len(request.canon) == 1:
+            self.set_prefix_tokens(prompt_tokens)
+            self._prefix_counts[digest(request.canon[0])] = prompt_tokens
 
     def estimate_tokens(self, session: Session, pending: Sequence[Message] = ()) -> int:
         """Prompt tokens of PREFIX + TAIL + ``pending``, without rendering anything.
@@ -358,24 +461,80 @@ class ContextCompiler:
         rest = sum(map(len, canon[done:]))
         return tokens + math.ceil(rest / CHARS_PER_TOKEN) + MESSAGE_TOKENS * (len(canon) - done)
 
-    def _self_check(self, session: Session, canon: list[str]) -> SelfCheck:
+    def _self_check(self, canon: list[str], session: Session | None) -> SelfCheck:
+        """Compare ``canon`` with what the engine last saw and say what it should find cached.
+
+        The references are the session's own previous request and the last request of
+        any session (or the warm-up), as long as the engine has not restarted since.
+        The prompt's stable part — the prefix, and the session's tail — must start with
+        what was sent before: a shorter common prefix there is a cache break.
+        A message the tail dropped at its end (an empty heartbeat) is no break: the
+        request shares everything before it.
+        """
+        assert self.prefix is not None
         cause, self._pending_cause = self._pending_cause, None
-        # A new session is compared with the last request of any session on this prefix.
-        previous = session.last_request or self._last_any
-        if previous is None:
-            return SelfCheck(0, False, None, cause or "cold start")
-        common = 0
-        for a, b in zip(previous, canon, strict=False):
-            if a != b:
-                break
-            common += 1
-        if session.last_request and common == len(previous):
-            return SelfCheck(common, True, session.last_prompt_tokens, cause)
-        if common >= 1:
-            if session.last_request and cause is None:
-                cause = f"session tail rewritten at message {common}"
-            return SelfCheck(common, False, self.prefix_tokens, cause)
-        return SelfCheck(0, False, 0, cause or "prefix changed")
+        emptied, self._emptied = self._emptied, False
+        tools = self.prefix.tools_digest
+        refs: list[_Seen] = []
+        own: _Seen | None = None
+        if session is not None and session.last_request and session.generation == self.generation:
+            chars = sum(map(len, session.last_request))
+            tokens = session.last_prompt_tokens if session.last_prompt_chars == chars else None
+            own = _Seen(session.last_request, session.last_tools, session.generation, tokens)
+            refs.append(own)
+        seen = self._seen
+        if seen is not None and seen.generation == self.generation and (own is None or seen.canon != own.canon):
+            refs.append(seen)
+        if not refs:
+            return SelfCheck(0, False, 0 if emptied else None, cause or "cold start")
+        shared = [_common_prefix(r.canon, canon) if r.tools == tools else (0, 0) for r in refs]
+        expected = max((self._tokens_at(c, r, canon) for r, (_, c) in zip(refs, shared, strict=True)), default=None, key=lambda t: t or 0)
+        # Judged against the reference the engine shares most with: after a warm-up of a
+        # new prefix, the warm-up (which recorded the break) rather than the session's
+        # request on the old one — one break, one record.
+        best = max(range(len(refs)), key=lambda i: shared[i][1])
+        ref, (common, common_chars) = refs[best], shared[best]
+        stable = 1 + (len(session.tail) if session is not None else 0)
+        must_share = min(sum(map(len, canon[:stable])), ref.chars)
+        extends = own is not None and shared[0][0] == len(own.canon)
+        if common_chars >= must_share:
+            return SelfCheck(common, extends, expected, None, common_chars, None)
+        section = self._section_at(common, common_chars, canon, ref.tools == tools)
+        if cause is None:
+            cause = f"session tail rewritten at message {common}" if section == "tail" else f"{section} changed"
+        return SelfCheck(common, extends, expected, cause, common_chars, section)
+
+    def _section_at(self, common: int, common_chars: int, canon: list[str], same_tools: bool) -> str:
+        assert self.prefix is not None
+        if not same_tools:
+            return "tools"
+        if common == 0:
+            return self.prefix.section_at(common_chars)
+        return "tail"
+
+    def _tokens_at(self, chars: int, ref: _Seen, canon: list[str]) -> int | None:
+        """Tokens in the first ``chars`` characters, interpolated between the engine's own counts.
+
+        Both requests start with those characters, so a count of either one's prefix
+        (as a warm-up measured it) or of the whole reference (as the engine answered it)
+        is a point on the same curve; without one at or past ``chars`` it is unknown.
+        """
+        anchors = [(0, 0)]
+        if ref.tokens:
+            anchors.append((ref.chars, ref.tokens))
+        if canon and self.prefix_tokens:
+            anchors.append((len(canon[0]), self.prefix_tokens))
+        if ref.canon and (counted := self._prefix_counts.get(digest(ref.canon[0]))):
+            anchors.append((len(ref.canon[0]), counted))
+        below = max((a for a in anchors if a[0] <= chars), default=(0, 0))
+        above = [a for a in anchors if a[0] >= chars]
+        if not above:
+            return None
+        c1, t1 = min(above)
+        c0, t0 = below
+        if c1 == c0 or t1 <= t0:
+            return t0 if chars < c1 else t1
+        return t0 + round((t1 - t0) * (chars - c0) / (c1 - c0))
 
     # ------------------------------------------------------------ events
     @staticmethod

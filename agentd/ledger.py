@@ -15,7 +15,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY,
     ts REAL NOT NULL,            -- unix time the request was sent
-    day TEXT NOT NULL,           -- local YYYY-MM-DD, for per-day totals
+    day TEXT NOT NULL,           -- YYYY-MM-DD in the agent's time zone, for per-day totals
     session TEXT,
     trigger TEXT NOT NULL,       -- message | heartbeat | cron:<job> | ...
     purpose TEXT NOT NULL,       -- wake | warmup | compaction | flush | selftest
@@ -26,10 +26,14 @@ CREATE TABLE IF NOT EXISTS requests (
     completion_tokens INTEGER NOT NULL,
     ttft_s REAL,
     total_s REAL,
-    cache_break TEXT             -- why the cached prefix shrank, if it did
+    cache_break TEXT,            -- why the cached prefix shrank, if it did
+    common_chars INTEGER,        -- the self-check's longest common prefix with what the engine saw
+    changed_section TEXT         -- the first section that changed, at a cache break
 );
 CREATE INDEX IF NOT EXISTS requests_day ON requests(day);
 """
+# Columns added after the first release: older ledgers get them on open.
+ADDED_COLUMNS = {"common_chars": "INTEGER", "changed_section": "TEXT"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,10 @@ class Record:
     ttft_s: float | None = None
     total_s: float | None = None
     cache_break: str | None = None
+    common_chars: int | None = None
+    changed_section: str | None = None
     ts: float = 0.0
+    day: str | None = None  # the agent's day (its time zone); the machine's when not given
 
 
 class Ledger:
@@ -56,6 +63,10 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.executescript(SCHEMA)
+            have = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in have:
+                    db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -69,7 +80,7 @@ class Ledger:
 
     def record(self, rec: Record) -> None:
         ts = rec.ts or time.time()
-        day = datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
+        day = rec.day or datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
         row = asdict(rec) | {"ts": ts, "day": day}
         cols = ", ".join(row)
         with self._db() as db:
@@ -82,7 +93,11 @@ class Ledger:
             return [dict(r) for r in cur.fetchall()]
 
     def tokens_on(self, day: str) -> int:
-        """Prompt + completion tokens computed on ``day`` (the daily budget counts these)."""
+        """Prompt + completion tokens computed on ``day`` (the daily budget counts these).
+
+        A request whose cached count is unknown counts all its prompt tokens as computed:
+        the budget errs on the side of pausing background wakes, never of overrunning.
+        """
         with self._db() as db:
             row = db.execute(
                 "SELECT COALESCE(SUM(prompt_tokens - COALESCE(cached_tokens, 0) + completion_tokens), 0)"
@@ -100,26 +115,46 @@ def _percentile(values: list[float], q: float) -> float | None:
     return values[k]
 
 
+def totals(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """One group's figures. Cached %, cached and computed tokens cover only the requests
+    whose cached count the engine reported; the others are counted apart, never as 0."""
+    prompt = sum(r["prompt_tokens"] for r in group)
+    known = [r for r in group if r["cached_tokens"] is not None]
+    cached = sum(r["cached_tokens"] for r in known)
+    known_prompt = sum(r["prompt_tokens"] for r in known)
+    ttfts = [r["ttft_s"] for r in group if r["ttft_s"] is not None]
+    return {
+        "requests": len(group),
+        "prompt_tokens": prompt,
+        "cached_tokens": cached if known else None,
+        "cached_unknown_requests": len(group) - len(known),
+        "cached_unknown_prompt_tokens": prompt - known_prompt,
+        "hit_rate": round(cached / known_prompt, 4) if known_prompt else None,
+        "computed_tokens": known_prompt - cached if known else None,
+        "completion_tokens": sum(r["completion_tokens"] for r in group),
+        "ttft_p50_s": _percentile(ttfts, 0.5),
+        "ttft_p95_s": _percentile(ttfts, 0.95),
+    }
+
+
+def day_summary(t: dict[str, Any], wakes: int) -> str:
+    """The journal's day summary from :func:`totals`: an unknown cached count says so, never 0%."""
+    if t["cached_tokens"] is None:
+        cache = "served from cache: unknown, computed: unknown (the engine reported no cached counts)"
+    else:
+        rate = "n/a" if t["hit_rate"] is None else f"{100 * t['hit_rate']:.1f}%"
+        cache = f"served from cache: {t['cached_tokens']} ({rate}), computed: {t['computed_tokens']}"
+        if t["cached_unknown_requests"]:
+            known = t["requests"] - t["cached_unknown_requests"]
+            cache += f" (over the {known} requests with a known cached count; unknown for {t['cached_unknown_requests']})"
+    return (
+        f"\n## Day summary\n\n- wakes: {wakes}, engine requests: {t['requests']}\n"
+        f"- prompt tokens: {t['prompt_tokens']}, {cache}\n"
+    )
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Requests, tokens, cached %, computed tokens and TTFT percentiles, per trigger and per day."""
-
-    def totals(group: list[dict[str, Any]]) -> dict[str, Any]:
-        prompt = sum(r["prompt_tokens"] for r in group)
-        known = [r for r in group if r["cached_tokens"] is not None]
-        cached = sum(r["cached_tokens"] for r in known)
-        known_prompt = sum(r["prompt_tokens"] for r in known)
-        ttfts = [r["ttft_s"] for r in group if r["ttft_s"] is not None]
-        return {
-            "requests": len(group),
-            "prompt_tokens": prompt,
-            "cached_tokens": cached if known else None,
-            "cached_unknown_requests": len(group) - len(known),
-            "hit_rate": round(cached / known_prompt, 4) if known_prompt else None,
-            "computed_tokens": prompt - cached,
-            "completion_tokens": sum(r["completion_tokens"] for r in group),
-            "ttft_p50_s": _percentile(ttfts, 0.5),
-            "ttft_p95_s": _percentile(ttfts, 0.95),
-        }
 
     def group_by(key: str) -> dict[str, Any]:
         groups: dict[str, list[dict[str, Any]]] = {}
@@ -128,7 +163,13 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return {k: totals(v) for k, v in sorted(groups.items())}
 
     breaks = [
-        {"time": datetime.fromtimestamp(r["ts"]).isoformat(timespec="seconds"), "trigger": r["trigger"], "cause": r["cache_break"]}
+        {
+            "time": datetime.fromtimestamp(r["ts"]).isoformat(timespec="seconds"),
+            "trigger": r["trigger"],
+            "purpose": r["purpose"],
+            "cause": r["cache_break"],
+            "section": r.get("changed_section"),
+        }
         for r in rows
         if r["cache_break"]
     ]
@@ -154,12 +195,15 @@ def format_stats(summary: dict[str, Any]) -> str:
     def ms(v: float | None) -> str:
         return "   n/a" if v is None else f"{1000 * v:6.0f}"
 
-    lines = [f"{'':18} {'reqs':>5} {'prompt':>9} {'cached':>7} {'computed':>9} {'ttft p50':>9} {'p95 ms':>7}"]
+    def num(v: int | None) -> str:
+        return "n/a" if v is None else str(v)
+
+    lines = [f"{'':18} {'reqs':>5} {'prompt':>9} {'cached':>7} {'computed':>9} {'unknown':>7} {'ttft p50':>9} {'p95 ms':>7}"]
 
     def row(name: str, t: dict[str, Any]) -> str:
         return (
             f"{name[:18]:18} {t['requests']:5d} {t['prompt_tokens']:9d} {pct(t['hit_rate']):>7} "
-            f"{t['computed_tokens']:9d} {ms(t['ttft_p50_s']):>9} {ms(t['ttft_p95_s']):>7}"
+            f"{num(t['computed_tokens']):>9} {t['cached_unknown_requests']:7d} {ms(t['ttft_p50_s']):>9} {ms(t['ttft_p95_s']):>7}"
         )
 
     lines.append(row("total", summary["total"]))
@@ -169,7 +213,11 @@ def format_stats(summary: dict[str, Any]) -> str:
     lines += ["  " + row(k, v) for k, v in summary["by_day"].items()]
     if summary["cache_breaks"]:
         lines.append("cache breaks:")
-        lines += [f"  {b['time']}  {b['trigger']:<14} {b['cause']}" for b in summary["cache_breaks"][-20:]]
+        lines += [
+            f"  {b['time']}  {b['trigger']:<14} {b['cause']}" + (f" (first change: {b['section']})" if b.get("section") else "")
+            for b in summary["cache_breaks"][-20:]
+        ]
+    lines.append("cached %, computed: over requests whose cached count the engine reported; 'unknown' counts the others")
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from agentd.config import Config
-from agentd.context import HEARTBEAT_OK, ContextCompiler, Message, Request, Session
+from agentd.context import HEARTBEAT_OK, ContextCompiler, Message, Request, SelfCheck, Session
 from agentd.errors import AgentdError, SecretError
 from agentd.events import Event, WakeResult
 from agentd.home import AGENT, Home, WriteAheadLog
@@ -57,6 +57,7 @@ class Agent:
     refresh_prefix: Callable[[str | None], bool]  # rebuild the prefix from the home; cause → new epoch?
     extra_body: dict[str, Any] | None = None  # backend-specific request fields
     mask: Callable[[str], str] = field(default=lambda text: text)
+    monotonic: Callable[[], float] = field(default=time.monotonic)  # the wall-time budget's clock
 
 
 def record_usage(
@@ -65,11 +66,16 @@ def record_usage(
     *,
     trigger: str,
     purpose: str,
+    check: SelfCheck,
     session: str | None = None,
-    expected: int | None = None,
-    cause: str | None = None,
 ) -> None:
-    """One ledger row per engine request, with what the self-check expected and why the cache broke."""
+    """One ledger row per engine request, with what the self-check expected and why the cache broke.
+
+    The day is the agent's own (its configured time zone), as the day rollover counts it.
+    """
+    cause, expected = check.cause, check.expected_cached
+    if cause is None and u.cached_tokens is not None and expected and u.cached_tokens + 64 < 0.9 * expected:
+        cause = "engine cache miss (evicted or restarted)"
     agent.ledger.record(
         Record(
             trigger=trigger,
@@ -83,6 +89,9 @@ def record_usage(
             ttft_s=u.ttft_s,
             total_s=u.total_s,
             cache_break=cause,
+            common_chars=check.common_chars,
+            changed_section=check.section,
+            day=agent.clock().strftime("%Y-%m-%d"),
         )
     )
 
@@ -92,6 +101,7 @@ class _Budget:
     max_steps: int
     max_completion: int
     deadline: float
+    monotonic: Callable[[], float] = time.monotonic
     steps: int = 0
     completion: int = 0
 
@@ -100,7 +110,7 @@ class _Budget:
             return f"step budget of {self.max_steps} engine calls used up"
         if self.completion >= self.max_completion:
             return f"completion budget of {self.max_completion} tokens used up"
-        if time.monotonic() >= self.deadline:
+        if self.monotonic() >= self.deadline:
             return "wall-time budget used up"
         return None
 
@@ -168,7 +178,7 @@ class Wake:
         self.summary: str | None = None
         self.purpose = "wake"
         b = agent.config.budgets
-        self.budget = _Budget(b.max_steps, b.max_completion_tokens, time.monotonic() + b.max_wall_seconds)
+        self.budget = _Budget(b.max_steps, b.max_completion_tokens, agent.monotonic() + b.max_wall_seconds, agent.monotonic)
 
     # ---------------------------------------------------------------- the loop
     def run(self, session: Session, changes: list[str]) -> None:
@@ -255,13 +265,8 @@ class Wake:
         self.budget.steps += 1
         self.budget.completion += result.usage.completion_tokens
         u = result.usage
-        cause = request.check.cause
-        expected = request.check.expected_cached
-        if cause is None and u.cached_tokens is not None and expected and u.cached_tokens + 64 < 0.9 * expected:
-            cause = "engine cache miss (evicted or restarted)"
-        record_usage(agent, u, trigger=self.event.trigger, purpose=self.purpose, session=session.id, expected=expected, cause=cause)
-        if u.prompt_tokens:
-            session.measured(request, u.prompt_tokens)
+        record_usage(agent, u, trigger=self.event.trigger, purpose=self.purpose, check=request.check, session=session.id)
+        agent.compiler.measured(request, u.prompt_tokens, session)
         self.result.steps += 1
         self.result.prompt_tokens += u.prompt_tokens
         self.result.completion_tokens += u.completion_tokens
@@ -429,6 +434,8 @@ def compact(agent: Agent, session: Session) -> Session:
         # Each overflow the estimate did not foresee halves what the summary may hold.
         limit = None if window is None else window >> attempt
         summary_session, summary_request = _fit_for_summary(agent, session, pending, limit)
+        if summary_session is not session:
+            agent.compiler.note_cause("compaction: the oldest turns were left out to fit the window")
         request = agent.compiler.render(summary_session, summary_request)
         try:
             result = agent.engine.chat(request.messages, max_tokens=COMPACTION_MAX_TOKENS, temperature=0.0, extra_body=agent.extra_body)
@@ -437,12 +444,15 @@ def compact(agent: Agent, session: Session) -> Session:
             if attempt == 3 or window is None or not _overflowed(e):
                 raise
     u = result.usage
-    record_usage(agent, u, trigger="compaction", purpose="compaction", session=session.id, expected=request.check.expected_cached, cause=request.check.cause)
+    record_usage(agent, u, trigger="compaction", purpose="compaction", check=request.check, session=session.id)
+    agent.compiler.measured(request, u.prompt_tokens)  # the new session's first request is checked against it
     summary = bound_summary(result.content)
     write_compaction(agent.home, now, summary, session.id)
     agent.compiler.drop_session(session.kind)
     agent.refresh_prefix("compaction")
     fresh = agent.compiler.new_session(session.kind, now)
+    # Its first request shares only the prefix: the break is the compaction's, whatever changed.
+    agent.compiler.note_cause("compaction")
     # The new session starts from the summary, so the thread of the conversation survives.
     fresh.tail.append({"role": "user", "content": f"[summary of the previous session]\n{summary}"})
     fresh.tail.append({"role": "assistant", "content": '{"tool": "done", "arguments": {"summary": "read the summary"}}'
@@ -482,8 +492,12 @@ def wake(agent: Agent, event: Event, *, on_delta: Callable[[str], None] | None =
             wal.begin("compaction")
             try:
                 session = compact(agent, session)
-            except EngineError:
-                wal.roll_back(home)  # compaction waits for a healthy engine; the wake reports the failure
+            except Exception as e:
+                # Compaction waits for a healthy engine (the wake reports the failure); a bug
+                # surfaces, with the home as it was.
+                wal.roll_back(home)
+                if not isinstance(e, EngineError):
+                    raise
             else:
                 home.commit(
                     "compaction: the session was summarized into the journal",
@@ -495,6 +509,7 @@ def wake(agent: Agent, event: Event, *, on_delta: Callable[[str], None] | None =
                 wal.end()
         w = Wake(agent, event, on_delta)
         wal.begin(f"{w.result.wake_id} {event.label}")
+        crash: Exception | None = None
         try:
             w.run(session, changes)
         except EngineError as e:
@@ -503,6 +518,10 @@ def wake(agent: Agent, event: Event, *, on_delta: Callable[[str], None] | None =
         except AgentdError as e:
             w.result.status = "failed"
             w.result.error = str(e)
+        except Exception as e:  # noqa: BLE001 - a bug part-way still ends in the failure commit, then surfaces
+            crash = e
+            w.result.status = "failed"
+            w.result.error = f"{type(e).__name__}: {e}"
 
         w.result.files_changed = list(w.ctx.changed)
         if w.heartbeat_was_empty():
@@ -529,6 +548,10 @@ def wake(agent: Agent, event: Event, *, on_delta: Callable[[str], None] | None =
         if kind == "main" and w.result.status != "failed":
             compiler.save_session(session)
     w.result.seconds = time.monotonic() - started
+    if crash is not None:
+        # Recorded and committed above (or rolled back, for a message that stays in the
+        # inbox); raised again so the daemon logs the traceback and backs the message off.
+        raise crash
     return w.result
 
 
@@ -540,13 +563,14 @@ def warm_up(agent: Agent, reason: str) -> int | None:
     """
     if agent.compiler.prefix is None:
         agent.refresh_prefix("cold start")
-    prefix = agent.compiler.prefix
-    assert prefix is not None
+    request = agent.compiler.render_prefix()
     kwargs: dict[str, Any] = {"max_tokens": 1, "temperature": 0.0, "extra_body": agent.extra_body}
     if agent.config.engine.tool_calling == "native":
-        kwargs["tools"] = prefix.tool_schemas()
-    result = agent.engine.chat([prefix.system_message()], **kwargs)
+        kwargs["tools"] = request.tools
+    result = agent.engine.chat(request.messages, **kwargs)
     u = result.usage
-    record_usage(agent, u, trigger="warmup", purpose="warmup", cause=reason)
-    agent.compiler.set_prefix_tokens(u.prompt_tokens)
+    # The break (a new epoch, an engine restart) is recorded here, once: the next
+    # wake finds the prefix as the warm-up left it. ``reason`` is the daemon's log line.
+    record_usage(agent, u, trigger="warmup", purpose="warmup", check=request.check)
+    agent.compiler.measured(request, u.prompt_tokens)
     return u.prompt_tokens

@@ -6,13 +6,17 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from agentd.config import load_config
 from agentd.events import Event
-from agentd.home import Home
+from agentd.home import Home, WriteAheadLog
 from agentd.loop import Agent, wake
-from agentd.wiring import build_agent
+from agentd.tools.base import ToolRegistry
+from agentd.wiring import build_agent, build_registry
 from engine.errors import EngineUnavailable
-from tests.doubles.scripted_engine import ScriptedEngine
+from engine.types import ChatResult, Usage
+from tests.doubles.scripted_engine import FaultyTool, ScriptedEngine
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
@@ -139,6 +143,12 @@ def test_empty_heartbeat_leaves_no_trace(home: Home) -> None:
     assert home.repo.head.commit.hexsha == head_before
     assert agent.compiler.load_session("main").tail == tail_before  # type: ignore[union-attr]
     assert agent.ledger.rows()[-1]["trigger"] == "heartbeat"
+    # The dropped heartbeat was a suffix: the next request shares everything before it.
+    engine.enqueue_action("reply", text="again")
+    wake(agent, message(home, "and now?", "m2"))
+    row = agent.ledger.rows()[-1]
+    assert row["cache_break"] is None and row["changed_section"] is None
+    assert row["expected_cached"] is not None and abs(row["expected_cached"] - row["cached_tokens"]) <= 0.05 * row["cached_tokens"]
 
 
 def test_native_tool_calls_run_in_order_in_one_round_trip(home: Home) -> None:
@@ -195,3 +205,87 @@ def test_stale_write_inside_a_wake_is_refused_not_lost(home: Home, tmp_path: Pat
     assert "changed since the agent last read it" in engine.requests[2]["messages"][-1]["content"]
     history = home.repo.git.log("-p", "--format=%s", "--", "USER.md")
     assert "typed by the person" in history
+
+
+# ---------------------------------------------------------------- budgets
+def test_completion_budget_stops_the_wake(home: Home) -> None:
+    set_config(home, "max_completion_tokens: 2048", "max_completion_tokens: 20")
+    engine = ScriptedEngine()
+    for _ in range(5):
+        engine.enqueue_action("list_files", path=".")  # 8 completion tokens each
+    result = wake(make_agent(home, engine), Event("cron", "tidy up", NOW, name="tidy"))
+    assert result.status == "budget" and "completion budget of 20 tokens" in (result.error or "")
+    assert result.steps == 3 and result.completion_tokens == 24
+    assert [r["max_tokens"] for r in engine.requests] == [20, 12, 4]  # never asks past what is left
+    assert "Wake-Status: budget" in str(home.repo.head.commit.message)
+
+
+class SteppingClock:
+    """A monotonic clock double that moves only when told: no sleeping, no real time."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_wall_time_budget_stops_the_wake(home: Home) -> None:
+    engine = ScriptedEngine()
+    agent = make_agent(home, engine)
+    assert agent.config.budgets.max_wall_seconds == 300
+    clock = SteppingClock()
+    agent.monotonic = clock
+
+    def slow_step(messages: list[dict[str, object]]) -> ChatResult:
+        clock.t += 200  # each engine call takes 200 s of the 300 s budget
+        return ChatResult(json.dumps({"tool": "list_files", "arguments": {"path": "."}}), [], "stop", Usage(0, 8, None, None, 0.0), "s")
+
+    for _ in range(4):
+        engine.queue.append(slow_step)
+    result = wake(agent, Event("cron", "tidy up", NOW, name="tidy"))
+    assert result.status == "budget" and result.error == "wall-time budget used up"
+    assert result.steps == 2 and len(engine.queue) == 2
+
+
+# ---------------------------------------------------------------- whatever goes wrong
+def test_any_exception_part_way_ends_in_the_failure_commit(home: Home) -> None:
+    engine = ScriptedEngine()
+    engine.enqueue_action("write_file", path="notes/draft.md", content="half of a plan\n")
+    engine.enqueue_error(RuntimeError("a bug in the client"))
+    agent = make_agent(home, engine)
+    with pytest.raises(RuntimeError, match="a bug in the client"):
+        wake(agent, Event("cron", "plan the week", NOW, name="plan"))
+    head = home.repo.head.commit
+    assert "[failed]" in str(head.message) and "RuntimeError: a bug in the client" in str(head.message)
+    assert "notes/draft.md" in home.repo.git.show("--name-only", "--format=", head.hexsha)
+    assert "RuntimeError: a bug in the client" in (home.root / "memory/journal/2026-11-22.md").read_text()
+    assert home.dirty_paths() == [] and not WriteAheadLog(home.runtime).active()
+
+
+def test_any_exception_before_a_change_leaves_the_message_waiting(home: Home) -> None:
+    engine = ScriptedEngine()
+    engine.enqueue_error(KeyError("usage"))
+    before = home.repo.head.commit.hexsha
+    with pytest.raises(KeyError):
+        wake(make_agent(home, engine), message(home, "are you there?"))
+    assert home.repo.head.commit.hexsha == before and home.dirty_paths() == ["inbox/m1.md"]
+    assert not WriteAheadLog(home.runtime).active()
+
+
+def test_a_tool_raising_runtime_error_never_leaves_the_wake_open(home: Home) -> None:
+    engine = ScriptedEngine()
+    agent = make_agent(home, engine)
+    base = build_registry()
+    agent.registry = ToolRegistry([*(t for t in (base.get(n) for n in base.names) if t is not None), FaultyTool()])
+    engine.enqueue_action("write_file", path="notes/draft.md", content="draft\n")
+    engine.enqueue_action("faulty", what="x")
+    engine.enqueue_action("done", summary="gave up on the faulty tool")
+    try:
+        wake(agent, Event("cron", "use the faulty tool", NOW, name="faulty"))
+    except RuntimeError:
+        pass  # a registry that lets the bug through: the loop still committed first
+    head = home.repo.head.commit
+    assert "Wake-Trigger: cron:faulty" in str(head.message)
+    assert "notes/draft.md" in home.repo.git.show("--name-only", "--format=", head.hexsha)
+    assert home.dirty_paths() == [] and not WriteAheadLog(home.runtime).active()

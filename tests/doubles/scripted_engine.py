@@ -2,8 +2,9 @@
 
 It speaks the same ChatEngine protocol as the real client, records every request,
 and reports usage like a prefix-caching engine would (cached = the longest common
-prefix with the previous request, counted in 4-character "tokens"), so the ledger
-and the self-check can be tested without a model.
+prefix with any earlier request since the last ``restart()``, counted in 4-character
+"tokens"), so the ledger and the self-check can be tested without a model.
+``FaultyTool`` is a tool double whose bug (a RuntimeError) tests what a wake survives.
 """
 
 from __future__ import annotations
@@ -13,11 +14,23 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from agentd.tools.base import Tool, ToolContext, ToolOutcome
 from engine.types import ChatResult, ToolCall, Usage
 
 
 def _chars(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
     return json.dumps(tools, sort_keys=True) + "".join(json.dumps(m, sort_keys=True) for m in messages)
+
+
+def _common(a: str, b: str) -> int:
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 class ScriptedEngine:
@@ -27,7 +40,7 @@ class ScriptedEngine:
         self.queue: deque[ChatResult | BaseException | Callable[[list[dict[str, Any]]], ChatResult]] = deque()
         self.requests: list[dict[str, Any]] = []
         self.report_cached = report_cached
-        self._previous = ""
+        self._cache: list[str] = []  # every request since the last restart, like an unbounded prefix cache
 
     # ------------------------------------------------------------ scripting
     def enqueue(self, content: str = "", tool_calls: list[ToolCall] | None = None, completion_tokens: int = 8) -> None:
@@ -44,6 +57,10 @@ class ScriptedEngine:
     def enqueue_error(self, error: BaseException) -> None:
         self.queue.append(error)
 
+    def restart(self) -> None:
+        """The engine restarted: its prefix cache is empty."""
+        self._cache.clear()
+
     # ------------------------------------------------------------ ChatEngine
     def chat(self, messages: list[dict[str, Any]], **kwargs: Any) -> ChatResult:
         self.requests.append({"messages": json.loads(json.dumps(messages)), **kwargs})
@@ -55,12 +72,8 @@ class ScriptedEngine:
         if callable(item):
             item = item(messages)
         text = _chars(messages, kwargs.get("tools"))
-        common = 0
-        for a, b in zip(self._previous, text, strict=False):
-            if a != b:
-                break
-            common += 1
-        self._previous = text
+        common = max((_common(seen, text) for seen in self._cache), default=0)
+        self._cache.append(text)
         usage = Usage(
             prompt_tokens=len(text) // 4,
             completion_tokens=item.usage.completion_tokens,
@@ -75,3 +88,14 @@ class ScriptedEngine:
 
     def tokenize(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int] | None:
         return None
+
+
+class FaultyTool(Tool):
+    """A tool double with a bug: it raises a plain RuntimeError, as a tool's own bug would."""
+
+    name = "faulty"
+    description = "A tool double that always raises RuntimeError."
+    parameters = {"type": "object", "properties": {"what": {"type": "string"}}, "required": []}
+
+    def run(self, ctx: ToolContext, **args: Any) -> ToolOutcome | str:
+        raise RuntimeError("the faulty tool double broke")
