@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +221,6 @@ def format_stats(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def today_since() -> float:
-    now = datetime.now()
-    return (now - timedelta(hours=now.hour, minutes=now.minute, seconds=now.second)).timestamp()
+def today_since(tz: tzinfo | None = None) -> float:
+    """Unix time of today's midnight in ``tz`` (the agent's zone; the machine's when None)."""
+    return datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()

@@ -16,7 +16,7 @@ from agentd.cli import cli
 from agentd.config import load_config
 from agentd.events import Event
 from agentd.home import Home
-from agentd.ledger import Ledger, Record, day_summary, format_stats, summarize, totals
+from agentd.ledger import Ledger, Record, day_summary, format_stats, summarize, today_since, totals
 from agentd.loop import Agent, wake, warm_up
 from agentd.wiring import build_agent
 from tests.doubles.scripted_engine import ScriptedEngine
@@ -205,3 +205,9 @@ def test_an_old_ledger_gains_the_new_columns(tmp_path: Path) -> None:
     ledger = Ledger(path)
     ledger.record(Record("message", "wake", 10, None, 1, common_chars=5, changed_section="USER.md"))
     assert ledger.rows()[0]["changed_section"] == "USER.md"
+
+
+def test_today_starts_at_midnight_in_the_agents_zone() -> None:
+    zone = ZoneInfo("Pacific/Kiritimati")
+    start = datetime.fromtimestamp(today_since(zone), zone)
+    assert (start.hour, start.minute, start.second) == (0, 0, 0)
