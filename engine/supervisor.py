@@ -276,9 +276,7 @@ class EngineSupervisor:
             if self._stop_monitor.wait(delay):
                 return
             try:
-                with self._lock:
-                    self.stop()
-                    self.start(port=dead.port, api_key=dead.api_key)
+                self.start(port=dead.port, api_key=dead.api_key)  # stops what is left of the dead one first
             except EngineError as e:
                 last_error = str(e).splitlines()[0]
                 self._event("engine restart failed", f"attempt {self.restarts} of {self.max_restarts}: {last_error}")
