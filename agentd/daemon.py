@@ -558,7 +558,7 @@ class Daemon:
         limit = self.config.budgets.daily_tokens
         if not limit:
             return False
-        return self.agent.ledger.tokens_on(datetime.now().strftime("%Y-%m-%d")) >= limit
+        return self.agent.ledger.tokens_on(self.agent.clock().strftime("%Y-%m-%d")) >= limit
 
     # ------------------------------------------------------------ steering
     def _reload_steering(self, *, initial: bool = False) -> None:
@@ -729,11 +729,9 @@ class Daemon:
         previous, self.day = self.day, today
         rows = [r for r in self.agent.ledger.rows() if r["day"] == previous]
         day = datetime.fromisoformat(previous).date()
-        rel = journal.day_path(day)
         with self.home.lock(purpose="day summary"):
             # An unknown cached count reads "unknown" in the journal, never 0%.
-            head = "" if (self.home.root / rel).exists() else f"# {previous}\n"
-            self.home.append_text(rel, head + day_summary(totals(rows), wakes=journal.count_wakes(self.home, day)))
+            journal.daily_summary(self.home, day, day_summary(totals(rows), wakes=journal.count_wakes(self.home, day)))
             self.home.commit(f"journal: day summary for {previous}", identity=AGENT, paths=["memory/journal"])
         self.agent.compiler.drop_session("main")
         if self.agent.refresh_prefix("new day: the agent's memory edits picked up"):

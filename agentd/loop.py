@@ -139,6 +139,8 @@ def _parse_turn(result: ChatResult, tool_calling: str) -> _Turn:
         action = json.loads(text)
     except json.JSONDecodeError as e:
         return _Turn([], None, f"your answer was not a JSON action ({e.msg}); answer with {{\"tool\": …, \"arguments\": {{…}}}}")
+    except RecursionError:  # nesting deeper than the parser's stack: a malformed action, not a crash
+        return _Turn([], None, "your answer's JSON is nested too deeply; answer with one flat action")
     if not isinstance(action, dict) or not isinstance(action.get("tool"), str):
         return _Turn([], None, 'your answer needs a "tool" name and "arguments"')
     args = action.get("arguments", {})
@@ -279,7 +281,7 @@ class Wake:
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 pass
         if isinstance(arguments, dict):
             key = next(iter(arguments.values()), "") if arguments else ""

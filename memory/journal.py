@@ -49,14 +49,9 @@ def count_wakes(home: Home, day: date) -> int:
     )
 
 
-def daily_summary(home: Home, day: datetime | date, *, wakes: int, requests: int, prompt_tokens: int, cached_tokens: int) -> str:
-    d = day.date() if isinstance(day, datetime) else day
-    rate = f"{100 * cached_tokens / prompt_tokens:.1f}%" if prompt_tokens else "n/a"
-    text = (
-        f"\n## Day summary\n\n- wakes: {wakes}, engine requests: {requests}\n"
-        f"- prompt tokens: {prompt_tokens}, served from cache: {cached_tokens} ({rate}), computed: {prompt_tokens - cached_tokens}\n"
-    )
-    return _append(home, d, text)
+def daily_summary(home: Home, day: datetime | date, text: str) -> str:
+    """Append the day's summary (rendered from the ledger by the caller) to that day's journal."""
+    return _append(home, day.date() if isinstance(day, datetime) else day, text)
 
 
 def read_recent(home: Home, days: int = 2, today: date | None = None) -> str:

@@ -94,6 +94,17 @@ def test_malformed_and_unknown_calls_go_back_to_the_model(home: Home) -> None:
     assert "must be of type string" in fourth
 
 
+def test_deeply_nested_action_goes_back_to_the_model(home: Home) -> None:
+    engine = ScriptedEngine()
+    engine.enqueue('{"tool": "reply", "arguments": ' + "[" * 3_000 + "]" * 3_000 + "}")
+    engine.enqueue('{"tool": "memory_search", "arguments": "{\\"query\\": ' + "[" * 3_000 + "]" * 3_000 + '}"}')
+    engine.enqueue_action("reply", text="flat now")
+    result = wake(make_agent(home, engine), message(home, "nest"))
+    assert result.status == "ok" and result.reply == "flat now"
+    assert "nested too deeply" in engine.requests[1]["messages"][-1]["content"]
+    assert "nested too deeply" in engine.requests[2]["messages"][-1]["content"]
+
+
 def test_budget_stop_is_recorded(home: Home) -> None:
     set_config(home, "max_steps: 8", "max_steps: 2")
     engine = ScriptedEngine()

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from agentd.config import load_config
 from agentd.events import Event
 from agentd.home import Home
+from agentd.ledger import day_summary, totals
 from agentd.loop import wake
 from agentd.wiring import build_agent
 from memory import journal
@@ -17,7 +18,8 @@ from tests.doubles.scripted_engine import ScriptedEngine
 def test_journal_entries_and_summary(home: Home) -> None:
     when = datetime(2026, 11, 22, 9, 15)
     rel = journal.append_entry(home, when, "cron:backup", "Backed up notes.", ["shell: tar czf …"], ["notes/x.md"], "100 prompt")
-    journal.daily_summary(home, when, wakes=3, requests=7, prompt_tokens=1000, cached_tokens=950)
+    day = totals([{"prompt_tokens": 1000, "cached_tokens": 950, "completion_tokens": 10, "ttft_s": None}] + [{"prompt_tokens": 0, "cached_tokens": 0, "completion_tokens": 0, "ttft_s": None}] * 6)
+    journal.daily_summary(home, when, day_summary(day, wakes=3))
     text = (home.root / rel).read_text()
     assert text.startswith("# 2026-11-22\n") and "## 09:15 · cron:backup" in text and "`notes/x.md`" in text
     assert "served from cache: 950 (95.0%)" in text
