@@ -149,7 +149,8 @@ def status(c: Context, as_json: bool) -> None:
     click.echo(f"last      {report['last_commit']}")
     t = report["today"]
     rate = "n/a" if t["hit_rate"] is None else f"{100 * t['hit_rate']:.1f}%"
-    click.echo(f"today     {t['requests']} requests, {t['prompt_tokens']} prompt tokens, cache hit {rate}, {t['computed_tokens']} computed")
+    computed = "unknown" if t["computed_tokens"] is None else t["computed_tokens"]
+    click.echo(f"today     {t['requests']} requests, {t['prompt_tokens']} prompt tokens, cache hit {rate}, {computed} computed")
 
 
 def ops_engine_line(e: Any) -> str:

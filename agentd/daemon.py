@@ -666,27 +666,16 @@ class Daemon:
         self.reported.add(key)
         if self.agent is not None:
             text = self.agent.mask(text)
-        rel = "outbox/notices.md"
-        path = self.home.root / rel
         try:
             with self.home.lock(timeout=60, purpose="notice"):
-                before = path.read_bytes() if path.is_file() else None
-                day = datetime.now().strftime("%Y-%m-%d %H:%M")
-                head = "" if before is not None else "# Notices from the daemon\n"
-                self.home.append_text(rel, f"{head}\n- {day}: {text}\n")
-                try:
-                    self.home.commit(f"daemon: notice: {text[:60]}", identity=AGENT, paths=[rel])
-                except AgentdError:
-                    # Never leave an uncommitted notice behind: every later commit would trip on it.
-                    if before is None:
-                        path.unlink(missing_ok=True)
-                    else:
-                        atomic_write(path, before)
-                    raise
-        except AgentdError as e:
+                sha = self.home.notify(text)
+        except AgentdError as e:  # the home lock could not be had
             log.error("could not write a notice: %s", e)
-        else:
-            self._save_reported()
+            return
+        if sha is None:
+            log.error("could not write a notice: %s", text)
+            return
+        self._save_reported()
 
     def _forget_reported(self, *keys: str) -> None:
         """The problem went away: a new occurrence is told again."""

@@ -186,7 +186,11 @@ def stop_background(home: Home, *, timeout: float = 60.0) -> int | None:
         os.kill(pid, signal.SIGTERM)
         proc.wait(timeout)
     except psutil.TimeoutExpired:
+        # The daemon did not finish in time; killed, it cannot stop the engine it started.
         os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.Error):
+            proc.wait(10)
+        daemon.stop_orphaned_engine(home)
     except (psutil.NoSuchProcess, ProcessLookupError):
         pass
     return pid
@@ -226,7 +230,7 @@ def status_report(home: Home) -> dict[str, Any]:
     config = load_config(home.root)
     state = daemon.read_state(home)
     ledger = Ledger(home.runtime / "ledger.db")
-    today = summarize(ledger.rows(today_since()))["total"]
+    today = summarize(ledger.rows(today_since(timezone_of(config))))["total"]
     try:
         engine: dict[str, Any] = make_supervisor(home, config).status()
     except EngineError as e:  # status reports a broken engine setup; it does not fail on it
@@ -301,12 +305,9 @@ def engine_start(home: Home) -> str:
 
 def engine_stop(home: Home) -> str:
     config = load_config(home.root)
-    sup = make_supervisor(home, config)
-    if sup.adopt() is None:
-        sup.stop()
-        return "engine was not running"
-    sup.stop()
-    return "engine stopped"
+    # stop() signals only a process verified to be this home's engine, adopted or not
+    # (e.g. one started with other options), and says whether there was one.
+    return "engine stopped" if make_supervisor(home, config).stop() else "engine was not running"
 
 
 def engine_status(home: Home) -> dict[str, Any]:

@@ -438,6 +438,22 @@ def test_engine_of_a_killed_daemon_is_not_orphaned(home: Home, daemon: Callable[
     wait_for(lambda: gone(pid), 20, "the orphan stopped")
 
 
+def test_stop_that_has_to_kill_the_daemon_stops_its_engine_too(home: Home, daemon: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentd.ops import stop_background
+    from engine import backends
+    from tests.doubles.engine_process import DoubleEngineBackend
+
+    configure(home, None, every="1h")
+    d = daemon(engine_double=True)
+    pid = _engine_pid(home)
+    assert pid is not None and d.proc is not None
+    monkeypatch.setitem(backends.BACKENDS, "llamacpp", DoubleEngineBackend)
+    # A grace too short for the daemon to finish: `stop` has to SIGKILL it.
+    assert stop_background(home, timeout=0.001) == d.proc.pid
+    d.proc.wait(10)
+    wait_for(lambda: gone(pid), 20, "the killed daemon's engine stopped by `agentd stop`")
+
+
 def test_engine_failure_is_reported_once_across_restarts(home: Home, server: ScriptedServer, responder: CountingResponder, daemon: Callable[..., Daemon]) -> None:
     configure(home, server.url, every="1h")
     broken = {"on": True}
