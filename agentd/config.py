@@ -6,7 +6,7 @@ import difflib
 import io
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from agentd.errors import ConfigError
 from engine.backends import LLAMACPP_DEFAULT_N_CTX
+from engine.client import Timeouts
 from scheduler.timespec import ActiveHours, parse_duration
 
 CONFIG_FILE = "agent.yaml"
@@ -33,6 +34,7 @@ class EngineConfig:
     context_tokens: int | None = None  # the engine's context window; None: the backend's own setting
     llamacpp: Mapping[str, Any] = field(default_factory=dict)
     vllm: Mapping[str, Any] = field(default_factory=dict)
+    timeouts: Mapping[str, float] = field(default_factory=dict)  # seconds: connect, first_byte, idle, total
 
     def context_window(self) -> int | None:
         """Tokens one request may hold (prompt + completion), or None when unknown.
@@ -242,6 +244,11 @@ FIELDS: dict[str, Validator] = {
     "engine.vllm.kv_offloading_size": _number(0, what="a size in GiB above 0"),
     "engine.vllm.prefix_caching_hash_algo": _text,
     "engine.vllm.extra_args": _args,
+    # How long a request may wait on the engine (engine/client.py Timeouts has the defaults).
+    "engine.timeouts.connect": _seconds,
+    "engine.timeouts.first_byte": _seconds,
+    "engine.timeouts.idle": _seconds,
+    "engine.timeouts.total": _seconds,
     "heartbeat.every": _every,
     "heartbeat.active_hours": _hours,
     "budgets.max_steps": _int(1, 200),
@@ -265,6 +272,7 @@ SECTIONS = {key.rsplit(".", i)[0] for key in FIELDS for i in range(1, key.count(
 # an option left empty (``n_threads:``) means the backend's default.
 BACKEND_OPTIONS = ("engine.llamacpp", "engine.vllm")
 OPTION_DEFAULTS = {"engine.llamacpp.n_ctx": LLAMACPP_DEFAULT_N_CTX, "engine.llamacpp.pinned_prefixes": 4}
+OPTION_DEFAULTS.update({f"engine.timeouts.{k}": v for k, v in asdict(Timeouts()).items()})
 
 
 def _children(prefix: str) -> list[str]:
@@ -372,6 +380,7 @@ def validate(doc: CommentedMap, path: Path) -> Config:
             context_tokens=get("engine.context_tokens", e.context_tokens),
             llamacpp=options("engine.llamacpp"),
             vllm={k: list(v) if isinstance(v, tuple) else v for k, v in options("engine.vllm").items()},
+            timeouts=options("engine.timeouts"),
         ),
         heartbeat=HeartbeatConfig(
             every=get("heartbeat.every", h.every),
@@ -417,14 +426,14 @@ def get_value(home_root: Path, key: str) -> Any:
 
 
 def _default_of(key: str) -> Any:
-    if key.startswith(BACKEND_OPTIONS):
+    if key in OPTION_DEFAULTS or key.startswith(BACKEND_OPTIONS):
         return OPTION_DEFAULTS.get(key)
     renamed = {"files.allow": "files_allow", "secrets.env": "secrets_env"}
     obj: Any = Config()
     if key in renamed:
         return getattr(obj, renamed[key])
     for part in key.split("."):
-        obj = getattr(obj, part)
+        obj = obj.get(part) if isinstance(obj, Mapping) else getattr(obj, part)
     return obj
 
 

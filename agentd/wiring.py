@@ -29,6 +29,7 @@ from agentd.tools.memory_tools import (
 )
 from agentd.tools.reply import DoneTool, ReplyTool
 from agentd.tools.shell import ShellTool
+from engine.client import Timeouts
 from engine.supervisor import EngineSupervisor
 from engine.types import ChatEngine, EngineSettings
 
@@ -64,7 +65,9 @@ def engine_settings(home: Home, config: Config) -> EngineSettings:
 
 
 def make_supervisor(home: Home, config: Config) -> EngineSupervisor:
-    return EngineSupervisor(engine_settings(home, config), home.runtime)
+    # agent.yaml's engine.timeouts over the defaults; AGENTD_ENGINE_TIMEOUTS over both.
+    timeouts = Timeouts.from_env(Timeouts(**config.engine.timeouts))
+    return EngineSupervisor(engine_settings(home, config), home.runtime, timeouts=timeouts)
 
 
 def build_registry(engine: ChatEngine | None = None) -> ToolRegistry:

@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import httpx
@@ -46,11 +46,12 @@ class Timeouts:
     total: float = 900.0
 
     @classmethod
-    def from_env(cls) -> Timeouts:
-        """The defaults, overridden by ``AGENTD_ENGINE_TIMEOUTS`` (e.g. ``first_byte=600,idle=120``)."""
+    def from_env(cls, base: Timeouts | None = None) -> Timeouts:
+        """``base`` (the defaults when None), overridden by ``AGENTD_ENGINE_TIMEOUTS`` (e.g. ``first_byte=600,idle=120``)."""
+        base = base or cls()
         spec = os.environ.get(TIMEOUTS_ENV, "").strip()
         if not spec:
-            return cls()
+            return base
         names = {f.name for f in fields(cls)}
         values: dict[str, float] = {}
         for part in spec.split(","):
@@ -63,7 +64,7 @@ class Timeouts:
             if not sep or name not in names or seconds <= 0:
                 raise ValueError(f"{TIMEOUTS_ENV}: expected name=seconds pairs ({', '.join(sorted(names))}), got {part!r}")
             values[name] = seconds
-        return cls(**values)
+        return replace(base, **values)
 
 
 def _secs(x: float) -> str:

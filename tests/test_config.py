@@ -128,3 +128,25 @@ def test_set_value_that_is_not_yaml(home: Home) -> None:
     with pytest.raises(ConfigError, match=r"name: '\[unclosed' is not a YAML value .*quote it"):
         cfg.set_value(home.root, "name", "[unclosed")
     assert cfg.set_value(home.root, "name", '"[unclosed"')[1].name == "[unclosed"
+
+
+def test_engine_timeouts_reach_the_supervisor(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentd.wiring import make_supervisor
+    from engine.client import TIMEOUTS_ENV, Timeouts
+
+    _text, c = cfg.set_value(home.root, "engine.timeouts.first_byte", "600")
+    assert c.engine.timeouts == {"first_byte": 600.0}
+    monkeypatch.delenv(TIMEOUTS_ENV, raising=False)
+    assert make_supervisor(home, c).timeouts == Timeouts(first_byte=600.0)
+    monkeypatch.setenv(TIMEOUTS_ENV, "idle=7")  # the environment overrides agent.yaml, value by value
+    assert make_supervisor(home, c).timeouts == Timeouts(first_byte=600.0, idle=7.0)
+    with pytest.raises(ConfigError, match=r"agent\.yaml:\d+: engine\.timeouts\.idle: expected a positive number of seconds"):
+        cfg.set_value(home.root, "engine.timeouts.idle", "0")
+
+
+def test_get_and_set_settings_of_option_sections(home: Home) -> None:
+    from agentd import ops
+
+    assert cfg.get_value(home.root, "engine.timeouts.first_byte") == 300.0  # the default, not in the file
+    ops.config_set(home, "engine.timeouts.first_byte", "600")
+    assert cfg.get_value(home.root, "engine.timeouts.first_byte") == 600
