@@ -106,8 +106,11 @@ def test_stop_leaves_no_process(tmp_path) -> None:  # type: ignore[no-untyped-de
     assert info.pid is not None
     tree = [psutil.Process(info.pid), *psutil.Process(info.pid).children(recursive=True)]
     again = EngineSupervisor(EngineSettings("llamacpp", "smollm2", options={"n_ctx": 1024}), tmp_path)
-    assert again.adopt() is not None and again.info.pid == info.pid  # type: ignore[union-attr]
-    again.stop()
+    try:
+        assert again.adopt() is not None and again.info.pid == info.pid  # type: ignore[union-attr]
+        again.stop()
+    finally:
+        sup.stop()  # a failed assertion above must not leave an engine running
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
     assert not (tmp_path / "engine.json").exists()
 
