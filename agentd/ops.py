@@ -27,6 +27,7 @@ from agentd.loop import wake
 from agentd.wiring import build_agent, engine_settings, make_supervisor, timezone_of
 from engine.errors import EngineError
 from engine.supervisor import EngineSupervisor
+from scheduler.cron import CronParse, parse_cron_md
 
 # ---------------------------------------------------------------------- config
 
@@ -137,8 +138,6 @@ def say(home: Home, text: str, *, timeout: float = 600.0) -> WakeResult | dict[s
 
 
 def cron_event(home: Home, name: str) -> Callable[[datetime], Event]:
-    from scheduler.cron import parse_cron_md
-
     path = home.root / "CRON.md"
     parsed = parse_cron_md(path.read_text(encoding="utf-8"), path)
     for job in parsed.jobs:
@@ -241,7 +240,7 @@ def status_report(home: Home) -> dict[str, Any]:
         "daemon": None if state is None else {"pid": state["pid"], "uptime": daemon.uptime(state)},
         "engine": engine,
         "config": {"backend": config.engine.backend, "model": config.engine.model, "tool_calling": config.engine.tool_calling},
-        "next_runs": state.get("next_runs", []) if state else [],
+        "next_runs": state.get("next_runs", []) if state else planned_runs(home, config),
         "last_wake": state.get("last_wake") if state else None,
         "last_commit": None if not last else f"{last[0].sha} {last[0].subject}",
         "today": today,
@@ -275,17 +274,31 @@ def deny(home: Home, approval_id: str) -> str:
 # ---------------------------------------------------------------------- schedule
 
 
-def cron_lines(home: Home) -> list[str]:
-    from scheduler.cron import parse_cron_md
+def _cron_schedule(home: Home, config: Config) -> tuple[CronParse, list[datetime | None]]:
+    """CRON.md's jobs (and errors), each with its next run from now in the agent's zone."""
 
-    config = load_config(home.root)
     tz = timezone_of(config)
     path = home.root / "CRON.md"
     parsed = parse_cron_md(path.read_text(encoding="utf-8", errors="replace") if path.is_file() else "", path)
     now = datetime.now(tz)
+    return parsed, [job.next_run(now, tz) for job in parsed.jobs]
+
+
+def planned_runs(home: Home, config: Config) -> list[dict[str, Any]]:
+    """What the daemon would run next, for `status` while no daemon is running."""
+    parsed, nexts = _cron_schedule(home, config)
+    runs: list[dict[str, Any]] = []
+    if config.heartbeat.every is not None:
+        every = int(config.heartbeat.every.total_seconds() // 60)
+        runs.append({"kind": "heartbeat", "name": None, "at": f"every {every} min, {config.heartbeat.active_hours} (when the daemon runs)"})
+    runs += [{"kind": "cron", "name": job.name, "at": nxt.isoformat() if nxt else None} for job, nxt in zip(parsed.jobs, nexts, strict=True)]
+    return runs
+
+
+def cron_lines(home: Home) -> list[str]:
+    parsed, nexts = _cron_schedule(home, load_config(home.root))
     lines = []
-    for job in parsed.jobs:
-        nxt = job.next_run(now, tz)
+    for job, nxt in zip(parsed.jobs, nexts, strict=True):
         lines.append(f"{job.name:24} {job.expr:16} next {nxt:%Y-%m-%d %H:%M %Z}" if nxt else f"{job.name:24} {job.expr:16} never")
     if not parsed.jobs:
         lines.append("no jobs in CRON.md")

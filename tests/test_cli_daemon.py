@@ -46,6 +46,15 @@ def test_cron_list_shows_next_runs_and_errors(home: Home) -> None:
     assert "error: " in res.output and "CRON.md:8" in res.output
 
 
+def test_status_without_a_daemon_shows_the_planned_runs(home: Home) -> None:
+    (home.root / "CRON.md").write_text("# Jobs\n\n## Morning brief\n`0 8 * * *`\nBrief me.\n")
+    res = CliRunner().invoke(cli, ["--home", str(home.root), "status"])
+    assert res.exit_code == 0, res.output
+    assert "not running" in res.output
+    assert "heartbeat" in res.output and "every 30 min, 08:00-22:00" in res.output
+    assert "Morning brief" in res.output and "T08:00:00" in res.output
+
+
 def test_wake_heartbeat_with_nothing_open_calls_no_engine(home: Home, server: ScriptedServer) -> None:
     external(home, server)
     head = home.repo.head.commit.hexsha
