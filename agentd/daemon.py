@@ -252,7 +252,7 @@ class Daemon:
         log.info("engine %s ready at %s (pid %s)", info.model, info.url, info.pid)
         self.supervisor.on_event = self._engine_event
         self.supervisor.start_monitor()
-        self.agent = build_agent(self.home, self.config, self.supervisor.client(), model=info.model)
+        self.agent = build_agent(self.home, self.config, self.supervisor.client(), model=info.model, on_bad_source=self._bad_skill)
         # The person's prefix edits made while the daemon was down were just committed by
         # recovery, so no wake will see them as edits: compare with the saved epoch now.
         compiler = self.agent.compiler
@@ -649,15 +649,19 @@ class Daemon:
             info = self._engine_up(self.supervisor)
             self.supervisor.on_event = self._engine_event
             self.supervisor.start_monitor()
-            self.agent = build_agent(self.home, config, self.supervisor.client(), model=info.model)
+            self.agent = build_agent(self.home, config, self.supervisor.client(), model=info.model, on_bad_source=self._bad_skill)
             self.agent.compiler.note_break("engine restarted with a new model")
             self.need_warmup = "model changed"
         elif self.agent is not None:
-            self.agent = build_agent(self.home, config, self.agent.engine, model=self.agent.model)
+            self.agent = build_agent(self.home, config, self.agent.engine, model=self.agent.model, on_bad_source=self._bad_skill)
 
     def _bad_edit(self, err: SourceError) -> None:
         log.error("%s (keeping the last good version)", err)
         self._report_once(f"bad-edit:{err.path.name}:{err.line}:{err.message}", f"I could not use an edit: {err}. I keep running on the last good version.")
+
+    def _bad_skill(self, err: SourceError) -> None:
+        log.error("%s (skill skipped)", err)
+        self._report_once(f"bad-skill:{err.path}:{err.line}:{err.message}", f"A skill was skipped: {err}. The other skills still load; a fixed SKILL.md is picked up at the next session.")
 
     def _report_once(self, key: str, text: str) -> None:
         """Tell the person once (outbox/notices.md, committed), not on every heartbeat."""

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from agentd.config import Config, load_config
 from agentd.context import ContextCompiler, build_prefix
+from agentd.errors import SourceError
 from agentd.home import Home, resolve_home_path
 from agentd.ledger import Ledger
 from agentd.loop import Agent
@@ -98,8 +99,13 @@ def build_agent(
     *,
     model: str | None = None,
     clock: Callable[[], datetime] | None = None,
+    on_bad_source: Callable[[SourceError], None] | None = None,
 ) -> Agent:
-    """Wire one Agent: tools, compiler, ledger, secret guard, prefix refresh."""
+    """Wire one Agent: tools, compiler, ledger, secret guard, prefix refresh.
+
+    ``on_bad_source`` hears of each skill skipped for bad front matter when the prefix is
+    rebuilt (the daemon tells the person; the skill is left out, the others load).
+    """
     tz = timezone_of(config)
     registry = build_registry(engine)
     compiler = ContextCompiler(home.runtime / "context")
@@ -112,6 +118,9 @@ def build_agent(
 
     def refresh_prefix(cause: str | None) -> bool:
         skills = load_skills(home.root)
+        if on_bad_source is not None:
+            for err in skills.errors:
+                on_bad_source(err)
         prefix = build_prefix(read, registry.schemas(), skills.index_text(), tool_calling=config.engine.tool_calling)
         return compiler.start_epoch(prefix, cause)
 

@@ -353,6 +353,20 @@ def test_prefix_edit_while_stopped_is_in_the_first_warm_up(home: Home, server: S
     assert "new epoch at start: USER.md changed" in (home.root / ".agentd/logs/daemon.log").read_text()
 
 
+def test_a_skill_with_bad_front_matter_is_reported_once_and_the_daemon_runs(home: Home, server: ScriptedServer, responder: CountingResponder, daemon: Callable[..., Daemon]) -> None:
+    configure(home, server.url, every="1h")
+    bad = home.root / "skills" / "broken" / "SKILL.md"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("---\nname: broken\ndescription: [unclosed\n---\nDo things.\n")
+    d = daemon()
+    post(home, "first", "hello")
+    wait_for(lambda: len(responder.wakes("MSGID:first")) == 1, 30, "the wake")
+    assert d.stop() == 0
+    notices = (home.root / "outbox" / "notices.md").read_text()
+    assert notices.count("A skill was skipped") == 1 and "skills/broken/SKILL.md:3" in notices
+    assert "MSGID:first" in (home.root / "inbox/done/first.md").read_text()
+
+
 def test_message_written_in_two_parts_is_read_whole(home: Home, server: ScriptedServer, responder: CountingResponder, daemon: Callable[..., Daemon]) -> None:
     """A writer that pauses mid-file (no write-then-rename): the message is taken once it settled."""
     configure(home, server.url, every="1h")
