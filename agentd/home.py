@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -39,6 +40,7 @@ TMP_SUFFIX = ".agentd-tmp"
 STEERING_FILES = ("AGENT.md", "USER.md", "HEARTBEAT.md", "CRON.md", "agent.yaml")
 HOME_MARKERS = ("agent.yaml", "AGENT.md")
 NOTICES = "outbox/notices.md"
+INDEX_LOCK_WAIT = 2.0  # seconds a git index.lock may be held by someone else before it counts as stale
 WITHHELD = "withheld.json"  # in .agentd/: the person's files left out of git for a credential
 
 
@@ -52,6 +54,8 @@ class Identity:
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"
 
+
+log = logging.getLogger("agentd.home")
 
 AGENT = Identity("agentd", "agentd@localhost")
 FALLBACK_PERSON = Identity("person", "person@localhost")
@@ -349,7 +353,8 @@ class Home:
     # ---------------------------------------------------------------- git
     def dirty_paths(self) -> list[str]:
         """Paths with uncommitted changes (untracked included, ignored excluded)."""
-        out = self.repo.git.status("--porcelain=v1", "-z", "--untracked-files=all")
+        # GIT_OPTIONAL_LOCKS=0: looking never takes index.lock from a git the person runs.
+        out = self.repo.git.status("--porcelain=v1", "-z", "--untracked-files=all", env={"GIT_OPTIONAL_LOCKS": "0"})
         paths: list[str] = []
         entries = out.split("\0")
         i = 0
@@ -506,10 +511,22 @@ class Home:
                 atomic_write(path, before)
             return None
 
-    def _clear_stale_index_lock(self) -> None:
-        """A git killed mid-commit leaves index.lock behind; we hold the home lock, so it is stale."""
+    def _clear_stale_index_lock(self, wait: float = INDEX_LOCK_WAIT) -> None:
+        """Remove an index.lock left by a git killed mid-commit (a crash of ours, say).
+
+        Another git may hold it right now — the person's `git status` refreshing the
+        index, an editor's git plugin — so a lock is stale only once it has outlived
+        ``wait`` seconds of ours: a live command is done by then, and deleting a live
+        lock would let two gits write the index at once.
+        """
         lock = self.root / ".git" / "index.lock"
-        if lock.exists() and self._holding_lock:
+        if not self._holding_lock:
+            return
+        deadline = time.monotonic() + wait
+        while lock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if lock.exists():
+            log.warning("%s: removing a stale git index.lock (held for over %gs)", self.root, wait)
             lock.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- the write lock

@@ -49,13 +49,13 @@ class CountingResponder:
         return [b for b in self.bodies if b.get("max_tokens") != 1 and marker in str(b["messages"][-1].get("content", ""))]
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+def wait_for(cond: Callable[[], bool], timeout: float = 30.0, what: str | Callable[[], str] = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def test_message_gives_one_wake_and_one_reply(home: Home, server: ScriptedServer
     for i in range(3):
         post(home, f"m{i}", f"question {i}")
     wait_for(lambda: all((home.root / "inbox/done" / f"m{i}.md").exists() for i in range(3)), 30, "three answered messages")
-    wait_for(lambda: home.dirty_paths() == [], 10, "a clean home")
+    wait_for(lambda: home.dirty_paths() == [], 10, lambda: f"a clean home (dirty: {home.dirty_paths()})")
     assert d.stop() == 0
     text = outbox_text(home)
     for i in range(3):

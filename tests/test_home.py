@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,32 @@ def test_template_examples_work_as_their_comments_say(home: Home) -> None:
     beat = beat.replace("## Open items\n", "## Open items\n- [ ] check the backup\n").replace("## Checks\n", "## Checks\n- `true` always quiet\n")
     plan = parse_heartbeat_md(beat, "HEARTBEAT.md")
     assert [i.text for i in plan.open_items] == ["check the backup"] and [c.command for c in plan.checks] == ["true"]
+
+
+def test_a_live_index_lock_is_waited_for_and_a_stale_one_cleared(home: Home, caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    lock = home.root / ".git" / "index.lock"
+    still_there: list[bool] = []
+
+    def other_git() -> None:  # the person's `git status`, holding the lock a moment
+        time.sleep(0.5)
+        still_there.append(lock.exists())
+        lock.unlink(missing_ok=True)
+
+    lock.write_text("")
+    (home.root / "notes.md").write_text("one\n")
+    t = threading.Thread(target=other_git)
+    t.start()
+    with home.lock():
+        home.commit("agent: notes", identity=AGENT, all_changes=True)
+    t.join()
+    assert still_there == [True], "a lock another git held was deleted under it"
+    assert "stale git index.lock" not in caplog.text
+    # A lock nobody releases (a git killed mid-commit) is cleared after the wait.
+    lock.write_text("")
+    (home.root / "notes.md").write_text("two\n")
+    with home.lock():
+        home.commit("agent: notes again", identity=AGENT, all_changes=True)
+    assert "stale git index.lock" in caplog.text and not lock.exists()
+    assert home.dirty_paths() == []
