@@ -364,8 +364,10 @@ class Daemon:
         next_poll = 0.0
         while not self.stop_event.is_set():
             now = time.monotonic()
+            # The inbox every tick: a message is taken once it looks the same on two polls,
+            # so this tick is the delay a message waits before its wake.
+            self._poll_inbox()
             if now >= next_poll:
-                self._poll_inbox()
                 self._reload_steering()
                 self._watch_prefix()
                 self._due_retries()
