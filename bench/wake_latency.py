@@ -83,7 +83,7 @@ def main() -> None:
             c1, t1 = p.cpu_times(), time.monotonic()
             cpu = (c1.user + c1.system - c0.user - c0.system) / (t1 - t0) * 100
             rss = p.memory_info().rss / 2**20
-            print(f"idle daemon (no engine process; it polls the inbox and steering files every second): CPU {cpu:.2f}% of one core, RSS {rss:.0f} MB")
+            print(f"idle daemon (no engine process; it polls the inbox every 0.25 s, steering files every second): CPU {cpu:.2f}% of one core, RSS {rss:.0f} MB")
         finally:
             proc.terminate()
             proc.wait(30)
