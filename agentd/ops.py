@@ -23,7 +23,7 @@ from agentd.errors import UserError
 from agentd.events import Event, WakeResult
 from agentd.home import AGENT, Home, atomic_write
 from agentd.ledger import Ledger, summarize, today_since
-from agentd.loop import wake
+from agentd.loop import wake, warm_up
 from agentd.wiring import build_agent, engine_settings, make_supervisor, timezone_of
 from engine.errors import EngineError
 from engine.supervisor import EngineSupervisor
@@ -310,10 +310,23 @@ def cron_lines(home: Home) -> list[str]:
 
 
 def engine_start(home: Home) -> str:
+    """Start (or adopt) the engine and, unless a daemon owns it, prefill the home's prefix.
+
+    The warm-up is what the daemon does after it starts an engine: the next `agentd say`
+    finds the stable prefix cached instead of computing it cold.
+    """
     config = load_config(home.root)
     sup = make_supervisor(home, config)
     info = sup.ensure_running()
-    return f"{info.backend}:{info.model} at {info.url} (pid {info.pid})"
+    line = f"{info.backend}:{info.model} at {info.url} (pid {info.pid})"
+    if daemon.read_state(home) is not None:
+        return line  # the running daemon warms its engine itself
+    agent = build_agent(home, config, sup.client(), model=info.model)
+    try:
+        tokens = warm_up(agent, "engine started")
+    except EngineError as e:
+        return f"{line}; the warm-up failed: {e}"
+    return f"{line}; home prefix of {tokens} tokens prefilled"
 
 
 def engine_stop(home: Home) -> str:
