@@ -42,6 +42,7 @@ HOME_MARKERS = ("agent.yaml", "AGENT.md")
 NOTICES = "outbox/notices.md"
 INDEX_LOCK_WAIT = 2.0  # seconds a git index.lock may be held by someone else before it counts as stale
 WITHHELD = "withheld.json"  # in .agentd/: the person's files left out of git for a credential
+ABSENT = "absent"  # the digest of "no file": never a sha256, so a deleted file is a write of nothing
 
 
 @dataclass(frozen=True)
@@ -200,14 +201,26 @@ def _sha_of(path: Path) -> str | None:
     return sha256(path.read_bytes()) if path.is_file() else None
 
 
+def _sha_of_bytes(data: bytes | None) -> str:
+    return sha256(data) if data is not None else ABSENT
+
+
+def _state(path: Path) -> str:
+    """The digest of what ``path`` holds now: its sha256, or ABSENT when there is no file."""
+    return sha256(path.read_bytes()) if path.is_file() else ABSENT
+
+
 class Home:
     """One agent's home directory and its git repository."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).absolute()
         self._repo: git.Repo | None = None
-        # rel path -> sha256 of the content the agent last read or wrote (the stale-write guard)
+        # rel path -> sha256 of the content the agent last read or wrote, ABSENT once it
+        # deleted it (the stale-write guard)
         self._seen: dict[str, str] = {}
+        # rel path -> sha256 of what the agent itself last wrote: uncommitted, but not the person's
+        self._wrote: dict[str, str] = {}
         # Called with the staged paths before every commit; raises to refuse. Every
         # Home scans for secrets unless a caller replaces it (wiring adds env values).
         self.pre_commit: Callable[[Home, list[str]], None] | None = scan_for_secrets
@@ -285,17 +298,15 @@ class Home:
         for a file it has not touched, the committed content at HEAD (person edits
         are absorbed before every wake, so a difference means someone is editing it now).
         """
-        target = self.root / rel
-        current = target.read_bytes() if target.is_file() else None
+        current = _state(self.root / rel)
         if rel in self._seen:
-            if current is None or sha256(current) != self._seen[rel]:
+            if current != self._seen[rel]:
                 raise StaleWriteError(
                     f"{rel} changed since the agent last read it (someone edited it); "
                     "read it again and re-apply the change"
                 )
             return
-        committed = self.head_bytes(rel)
-        if current != committed:
+        if current != _sha_of_bytes(self.head_bytes(rel)):
             raise StaleWriteError(
                 f"{rel} has changes that are not committed yet (the person is editing it); "
                 "read it first, then write"
@@ -305,17 +316,54 @@ class Home:
         """The agent's write: stale-write guard, write-ahead note, atomic write."""
         r = self.rel(rel)
         if guard:
-            try:
-                self.check_fresh(r)
-            except StaleWriteError:
-                # The other version is someone's edit: it goes into history as theirs, now.
-                if self._holding_lock and (self.root / r).is_file():
-                    self.commit(f"person: edited {r} during a wake", identity=self.person_identity(), paths=[r])
-                raise
+            self._guard(r, self.check_fresh)
         wal = WriteAheadLog(self.runtime)
         wal.intend(r, sha256(data))
         atomic_write(self.root / r, data)
         self._seen[r] = sha256(data)
+        if guard:  # an unguarded append may carry the person's uncommitted text: not ours to delete
+            self._wrote[r] = self._seen[r]
+
+    def _guard(self, rel: str, check: Callable[[str], None]) -> None:
+        try:
+            check(rel)
+        except StaleWriteError:
+            # The other version is someone's edit: it goes into history as theirs, now.
+            if self._holding_lock and (self.root / rel).is_file():
+                self.commit(f"person: edited {rel} during a wake", identity=self.person_identity(), paths=[rel])
+            raise
+
+    def check_deletable(self, rel: str) -> None:
+        """Refuse to delete a file that changed since the agent saw it, or holds the person's uncommitted text.
+
+        Stricter than :meth:`check_fresh`: a write that read the person's text carries it
+        on, a delete would drop it unrecorded. So besides being fresh, the file must be as
+        committed at HEAD, or exactly what the agent itself last wrote.
+        """
+        self.check_fresh(rel)
+        current = _state(self.root / rel)
+        if current != _sha_of_bytes(self.head_bytes(rel)) and current != self._wrote.get(rel):
+            raise StaleWriteError(
+                f"{rel} has changes that are not committed yet (the person's edits); "
+                "the agent does not delete them"
+            )
+
+    def delete(self, rel: str | Path) -> None:
+        """The agent's delete: stale-write guard, write-ahead note, unlink.
+
+        To the write-ahead log a delete is a write of nothing (digest ABSENT), so a wake
+        killed before its commit gets the file back from HEAD like any unfinished write.
+        """
+        r = self.rel(rel)
+        target = self.root / r
+        if not target.is_file():
+            raise PathError(f"{r}: no file to delete there")
+        self._guard(r, self.check_deletable)
+        WriteAheadLog(self.runtime).intend(r, ABSENT)
+        target.unlink()
+        fsync_dir(target.parent)
+        self._seen[r] = ABSENT
+        self._wrote.pop(r, None)
 
     def write_text(self, rel: str | Path, text: str, *, guard: bool = True) -> None:
         self.write_bytes(rel, text.encode("utf-8"), guard=guard)
@@ -339,16 +387,11 @@ class Home:
 
     def changed_behind_agent(self) -> list[str]:
         """Files the agent read or wrote whose content someone else has changed since."""
-        out = []
-        for rel, seen in sorted(self._seen.items()):
-            target = self.root / rel
-            current = target.read_bytes() if target.is_file() else None
-            if current is None or sha256(current) != seen:
-                out.append(rel)
-        return out
+        return [rel for rel, seen in sorted(self._seen.items()) if _state(self.root / rel) != seen]
 
     def forget_reads(self) -> None:
         self._seen.clear()
+        self._wrote.clear()
 
     # ---------------------------------------------------------------- git
     def dirty_paths(self) -> list[str]:
@@ -586,10 +629,10 @@ class WriteAheadLog:
     """Notes each agent write before it happens, so a wake killed before its commit can be undone.
 
     A wake opens the log (``begin``), every agent write or move appends an intent
-    with the hash of the new content, and the commit closes it (``end``). On the
-    next start, a log still open means the wake never committed: files that still
-    hold exactly what the agent wrote go back to HEAD, moves are reversed, and
-    anything else (the person's edits) is kept.
+    with the hash of the new content (ABSENT for a delete), and the commit closes it
+    (``end``). On the next start, a log still open means the wake never committed:
+    files that still hold exactly what the agent left (deleted ones: still absent) go
+    back to HEAD, moves are reversed, and anything else (the person's edits) is kept.
     """
 
     def __init__(self, runtime: Path) -> None:
@@ -646,12 +689,13 @@ class WriteAheadLog:
             if rec["op"] == "write":
                 target = home.root / rec["path"]
                 committed = home.head_bytes(rec["path"])
-                if target.is_file() and sha256(target.read_bytes()) == rec["sha"] and committed != target.read_bytes():
+                left = _state(target)
+                if not target.is_dir() and left == rec["sha"] and left != _sha_of_bytes(committed):
                     if committed is None:
                         target.unlink()
                     else:
                         atomic_write(target, committed)
-                    done.append(f"undid unfinished write to {rec['path']}")
+                    done.append(f"undid unfinished {'delete of' if left == ABSENT else 'write to'} {rec['path']}")
             elif rec["op"] == "move":
                 src, dst = home.root / rec["src"], home.root / rec["dst"]
                 moved_in_head = home.head_bytes(rec["dst"]) is not None and home.head_bytes(rec["src"]) is None

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 RAW, WIKI = "raw", "wiki"
 MANIFEST = "wiki/.manifest.json"
 INDEX = "index"  # wiki/index.md is generated; no source's page may take its name
-TRASH = ".agentd/trash/wiki"  # pages of deleted sources go here (a move the write-ahead log can undo)
 SOURCE_CHARS = 6000
 SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm")
 LINK = re.compile(r"\[\[([^\]|#]+)(?:[#|][^\]]*)?\]\]")
@@ -214,15 +213,12 @@ def _write_pages(home: Home, sources: dict[str, Any], stale: list[str]) -> list[
         rel = old.relative_to(home.root).as_posix()
         if old.stem not in by_page and old.stem != INDEX and "Source: `raw/" in old.read_text(errors="replace"):
             try:
-                home.check_fresh(rel)
-                if old.read_bytes() != home.head_bytes(rel):
-                    raise StaleWriteError(f"{rel} has uncommitted changes")
+                # Refused for a page with the person's uncommitted edits; noted in the
+                # write-ahead log, so a wake killed before its commit gets the page back.
+                home.delete(rel)
             except StaleWriteError:
                 stale.append(rel)  # someone edited the page of a deleted source: theirs now, kept
                 continue
-            # No delete in the home's API yet: a move into the runtime folder is noted in the
-            # write-ahead log, so a wake killed before its commit puts the page back.
-            home.move(rel, f"{TRASH}/{old.name}")
             changed.append(rel)
     index = "# Wiki index\n\n" + "".join(f"- [[{p}]] — {v['summary'][:120]}\n" for p, (_, v) in sorted(by_page.items()))
     _write(home, f"{WIKI}/{INDEX}.md", index, changed, stale)

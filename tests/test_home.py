@@ -231,3 +231,74 @@ def test_a_live_index_lock_is_waited_for_and_a_stale_one_cleared(home: Home, cap
         home.commit("agent: notes again", identity=AGENT, all_changes=True)
     assert "stale git index.lock" in caplog.text and not lock.exists()
     assert home.dirty_paths() == []
+
+
+def test_delete_and_commit_removes_the_file_from_git(home: Home) -> None:
+    home.write_text("memory/topics/old.md", "outdated\n")
+    home.commit("agent: old note", identity=AGENT, all_changes=True)
+    home.delete("memory/topics/old.md")
+    assert not (home.root / "memory/topics/old.md").exists()
+    home.commit("agent: dropped the old note", identity=AGENT, all_changes=True)
+    assert "memory/topics/old.md" not in home.repo.git.ls_files("memory")
+    assert home.dirty_paths() == []
+    # What the agent itself wrote in this wake and never committed may go too.
+    home.write_text("scratch.md", "mine\n")
+    home.delete("scratch.md")
+    assert not (home.root / "scratch.md").exists()
+    home.write_text("scratch.md", "again, after the delete\n")  # a deleted file is not "changed behind" the agent
+    assert home.changed_behind_agent() == []
+    with pytest.raises(PathError):
+        home.delete("../outside.md")
+    with pytest.raises(PathError):
+        home.delete(".git/config")
+    with pytest.raises(PathError, match="no file"):
+        home.delete("memory/topics/never.md")
+
+
+def test_delete_refused_when_the_person_edited_the_file(home: Home) -> None:
+    text = home.read_text("USER.md")
+    (home.root / "USER.md").write_text(text + "- Name: Ada\n")  # edited after the agent read it
+    with pytest.raises(StaleWriteError, match="changed since the agent last read it"):
+        home.delete("USER.md")
+    assert "Ada" in (home.root / "USER.md").read_text()
+    home.read_text("USER.md")  # read again: the person's uncommitted text is still not the agent's to drop
+    with pytest.raises(StaleWriteError, match="not committed yet"):
+        home.delete("USER.md")
+    (home.root / "AGENT.md").write_text("# the person's draft\n")  # never read by the agent
+    with pytest.raises(StaleWriteError, match="not committed yet"):
+        home.delete("AGENT.md")
+    # During a wake, the person's version goes into history as theirs.
+    with home.lock(), pytest.raises(StaleWriteError):
+        home.delete("AGENT.md")
+    assert (home.root / "AGENT.md").read_text() == "# the person's draft\n"
+    assert commits(home)[0] == "person: edited AGENT.md during a wake"
+
+
+def test_recovery_restores_a_file_deleted_by_an_unfinished_wake(home: Home) -> None:
+    (home.root / "plans.md").write_text("# Plans\n- keep me\n")
+    home.absorb_person_edits()
+    wal = WriteAheadLog(home.runtime)
+    wal.begin("w1 message")
+    home.delete("plans.md")
+    home.read_text("USER.md")
+    home.write_text("USER.md", "edited, then deleted in the same wake\n")
+    home.delete("USER.md")
+    home.write_text("memory/topics/tmp.md", "new, then deleted\n")
+    home.delete("memory/topics/tmp.md")
+    # the process dies here: no commit, the log stays open
+    undone = Home(home.root).recover()
+    assert any("plans.md" in u for u in undone)
+    assert (home.root / "plans.md").read_text() == "# Plans\n- keep me\n"
+    assert (home.root / "USER.md").read_bytes() == home.head_bytes("USER.md")
+    assert not (home.root / "memory/topics/tmp.md").exists()
+    assert home.dirty_paths() == [] and not wal.active()
+
+
+def test_recovery_keeps_a_file_the_person_recreated_after_the_agent_deleted_it(home: Home) -> None:
+    (home.root / "plans.md").write_text("# Plans\n")
+    home.absorb_person_edits()
+    WriteAheadLog(home.runtime).begin("w1")
+    home.delete("plans.md")
+    (home.root / "plans.md").write_text("# Plans, rewritten by the person\n")
+    Home(home.root).recover()
+    assert (home.root / "plans.md").read_text() == "# Plans, rewritten by the person\n"

@@ -113,11 +113,14 @@ def test_the_page_of_a_deleted_source_goes_through_the_write_ahead_log(home: Hom
     assert "wiki/Grinders.md" in report.pages_written and not (home.root / "wiki/Grinders.md").exists()
     wal.roll_back(home)  # the wake died before its commit: the page comes back
     assert (home.root / "wiki/Grinders.md").read_text().startswith("# Grinders")
+    assert home.dirty_paths() == ["raw/g.md"]
 
     # A page of a deleted source that the person edited meanwhile is theirs: it stays.
     report = compile_wiki(home, ScriptedEngine())
     home.commit("wiki", identity=AGENT, all_changes=True)
     assert "Grinders" not in home.repo.git.ls_files("wiki")
+    assert not (home.root / "wiki/Grinders.md").exists()
+    assert not (home.runtime / "trash").exists()  # deleted, not kept in a pile nobody empties
     (home.root / "raw/h.md").write_text("hoppers\n")
     engine = ScriptedEngine()
     engine.enqueue(page("Hoppers", "v1", ["coffee"]))
