@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import re
 import unicodedata
 import uuid
@@ -27,6 +28,18 @@ from agentd.events import Event
 from agentd.home import atomic_write
 
 Message = dict[str, Any]
+IdSource = Callable[[], str]  # wake and session ids; injected where runs must be reproducible
+
+
+def random_id() -> str:
+    """The default id source: ten random hex digits."""
+    return uuid.uuid4().hex[:10]
+
+
+def seeded_ids(seed: int) -> IdSource:
+    """A reproducible id source (benchmarks, tests): the same seed gives the same ids in the same order."""
+    rng = random.Random(seed)
+    return lambda: f"{rng.getrandbits(40):010x}"
 
 # Home files whose content is in the prefix, with the section each feeds.
 PREFIX_FILES = {"AGENT.md": "AGENT.md", "USER.md": "USER.md", "memory/MEMORY.md": "MEMORY.md"}
@@ -286,8 +299,9 @@ class ContextCompiler:
     costs one cold start, because everything the agent knows is in the home.
     """
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, new_id: IdSource = random_id) -> None:
         self.state_dir = state_dir
+        self.new_id = new_id
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.prefix: Prefix | None = None
         self.epoch_cause: str | None = None
@@ -375,7 +389,7 @@ class ContextCompiler:
 
     def new_session(self, kind: str, now: datetime) -> Session:
         assert self.prefix is not None, "start an epoch before a session"
-        return Session(id=uuid.uuid4().hex[:12], kind=kind, epoch=self.prefix.digest, started=now.isoformat())
+        return Session(id=self.new_id(), kind=kind, epoch=self.prefix.digest, started=now.isoformat())
 
     def save_session(self, session: Session) -> None:
         atomic_write(self._session_path(session.kind), json.dumps(session.to_json(), ensure_ascii=False))

@@ -5,14 +5,22 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from agentd.config import Config
-from agentd.context import HEARTBEAT_OK, ContextCompiler, Message, Request, SelfCheck, Session
+from agentd.context import (
+    HEARTBEAT_OK,
+    ContextCompiler,
+    IdSource,
+    Message,
+    Request,
+    SelfCheck,
+    Session,
+    random_id,
+)
 from agentd.errors import AgentdError, SecretError
 from agentd.events import Event, WakeResult
 from agentd.home import AGENT, Home, WriteAheadLog
@@ -58,6 +66,7 @@ class Agent:
     extra_body: dict[str, Any] | None = None  # backend-specific request fields
     mask: Callable[[str], str] = field(default=lambda text: text)
     monotonic: Callable[[], float] = field(default=time.monotonic)  # the wall-time budget's clock
+    new_id: IdSource = field(default=random_id)  # wake ids; seeded where prompts must repeat byte for byte
 
 
 def record_usage(
@@ -174,7 +183,7 @@ class Wake:
         self.event = event
         self.on_delta = on_delta
         self.now = agent.clock()
-        self.result = WakeResult(wake_id=uuid.uuid4().hex[:10], event=event, status="ok")
+        self.result = WakeResult(wake_id=agent.new_id(), event=event, status="ok")
         self.ctx = ToolContext(agent.home, agent.config, event, self.result.wake_id, mask=agent.mask)
         self.pending: list[Message] = []
         self.summary: str | None = None

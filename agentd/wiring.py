@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agentd.config import Config, load_config
-from agentd.context import ContextCompiler, build_prefix
+from agentd.context import ContextCompiler, IdSource, build_prefix, random_id
 from agentd.errors import SourceError
 from agentd.home import Home, resolve_home_path
 from agentd.ledger import Ledger
@@ -100,15 +100,18 @@ def build_agent(
     model: str | None = None,
     clock: Callable[[], datetime] | None = None,
     on_bad_source: Callable[[SourceError], None] | None = None,
+    new_id: IdSource = random_id,
 ) -> Agent:
     """Wire one Agent: tools, compiler, ledger, secret guard, prefix refresh.
 
     ``on_bad_source`` hears of each skill skipped for bad front matter when the prefix is
     rebuilt (the daemon tells the person; the skill is left out, the others load).
+    ``new_id`` draws the wake and session ids (random by default; a seeded source,
+    e.g. :func:`agentd.context.seeded_ids`, makes a replayed day's prompts repeat byte for byte).
     """
     tz = timezone_of(config)
     registry = build_registry(engine)
-    compiler = ContextCompiler(home.runtime / "context")
+    compiler = ContextCompiler(home.runtime / "context", new_id)
     guard = SecretGuard(config.secrets_env)
     home.pre_commit = guard.check_commit
 
@@ -137,6 +140,7 @@ def build_agent(
         refresh_prefix=refresh_prefix,
         extra_body=extra,
         mask=guard.mask,
+        new_id=new_id,
     )
 
 

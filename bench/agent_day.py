@@ -7,9 +7,9 @@
 The day: heartbeats every 30 minutes over 16 active hours, 4 cron jobs, 20 chat messages
 with 0-5 tool calls each (command output and file contents of 200-4,000 tokens), the
 person editing USER.md twice, the agent updating MEMORY.md five times, and compactions
-when the session passes its budget. The model's decisions are scripted and every id and
-path in the prompts is fixed (see ``fixed_ids`` and ``--workdir``), so the prompts are
-byte-identical run to run; they are real renders of agentd's compiler (the real wake loop
+when the session passes its budget. The model's decisions are scripted, the wake and
+session ids come from a seeded id source (``build_agent(new_id=seeded_ids(...))``) and the
+home's path is fixed (``--workdir``), so the prompts are byte-identical run to run; they are real renders of agentd's compiler (the real wake loop
 on a real home).
 
 The naive harness (``naive_requests``) sees the same day: the same events, the same
@@ -47,10 +47,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,10 +56,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import agentd.context  # noqa: E402
-import agentd.loop  # noqa: E402
-import agentd.tools.shell  # noqa: E402
 from agentd.config import load_config  # noqa: E402
+from agentd.context import seeded_ids  # noqa: E402
 from agentd.events import Event  # noqa: E402
 from agentd.home import Home, init_home  # noqa: E402
 from agentd.loop import session_kind, wake, warm_up  # noqa: E402
@@ -212,33 +208,6 @@ class LlamaBackend(Backend):
         return self.client.chat(messages, max_tokens=1, extra_body=extra_body).usage
 
 
-@contextmanager
-def fixed_ids(seed: int) -> Iterator[None]:
-    """Seeded wake and session ids, and shell's output counter from 1, for the length of a run.
-
-    A wake id is part of the path of every stored tool output, which enters the prompt;
-    agentd draws it from uuid4 (agentd/loop.py) and numbers outputs with a process-wide
-    counter (agentd/tools/shell.py), and neither can be injected yet, so the benchmark
-    swaps the ``uuid`` those modules see, and restores it after.
-    """
-    rng = random.Random(seed)
-
-    class SeededUuid:
-        @staticmethod
-        def uuid4() -> uuid.UUID:
-            return uuid.UUID(int=rng.getrandbits(128), version=4)
-
-    saved = agentd.loop.uuid, agentd.context.uuid
-    setattr(agentd.loop, "uuid", SeededUuid)  # noqa: B010
-    setattr(agentd.context, "uuid", SeededUuid)  # noqa: B010
-    agentd.tools.shell._counter["n"] = 0
-    try:
-        yield
-    finally:
-        setattr(agentd.loop, "uuid", saved[0])  # noqa: B010
-        setattr(agentd.context, "uuid", saved[1])  # noqa: B010
-
-
 # ---------------------------------------------------------------------- what happened
 @dataclass
 class Snapshot:
@@ -353,8 +322,8 @@ class ReplayEngine:
         head = f"[result of {outcome.name}]\n"
         full = outcome.text
         stored = FULL_OUTPUT.search(outcome.text)
-        if stored and Path(stored.group(1)).is_file():
-            full = outcome.text.split("\n", 1)[0] + "\n" + Path(stored.group(1)).read_text()
+        if stored and (self.root / stored.group(1)).is_file():  # the path is relative to the home
+            full = outcome.text.split("\n", 1)[0] + "\n" + (self.root / stored.group(1)).read_text()
         self.day.items.append(Item(len(self.day.requests) - 1, "tool", self.session, self.clock["now"], {"role": "user", "content": head + outcome.text}, head + full))
 
 
@@ -372,10 +341,11 @@ class RecordingRegistry(ToolRegistry):
 
 
 # ---------------------------------------------------------------------- (a) agentd
-def run_agentd(home: Home, steps: list[Step], backend: Backend) -> Day:
+def run_agentd(home: Home, steps: list[Step], backend: Backend, id_seed: int = 2) -> Day:
+    """The day through agentd's real wake loop; wake and session ids are drawn from ``id_seed``."""
     clock = {"now": steps[0].at}
     engine = ReplayEngine(backend, clock, home.root)
-    agent = build_agent(home, load_config(home.root), engine, model="replay", clock=lambda: clock["now"])
+    agent = build_agent(home, load_config(home.root), engine, model="replay", clock=lambda: clock["now"], new_id=seeded_ids(id_seed))
     agent.registry = RecordingRegistry(agent.registry, engine.tool_result)
     warm_up(agent, "day starts")
     for step in steps:
@@ -539,10 +509,8 @@ def run_engine(label: str, steps: list[Step], prefix_words: int, session_tokens:
     """One engine's figures; ``limit`` keeps agentd's first requests and the naive requests of the same content."""
     root = workdir / label
     shutil.rmtree(root, ignore_errors=True)  # the home's path appears in prompts: the same path every run
-    with fixed_ids(rng_seed):
-        home = make_home(root / "home", random.Random(rng_seed), prefix_words, session_tokens, max_output, context_tokens)
-        backend = backend_factory()
-        day = run_agentd(home, steps, backend)
+    home = make_home(root / "home", random.Random(rng_seed), prefix_words, session_tokens, max_output, context_tokens)
+    day = run_agentd(home, steps, backend_factory(), id_seed=rng_seed)
     recorded = day.requests[:limit]
     floor_parts = floor_breakdown(tok, day, limit)
     floor = sum(floor_parts[k] for k in FLOOR_PARTS)

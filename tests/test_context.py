@@ -12,7 +12,14 @@ import pytest
 
 import agentd.context as context_module
 from agentd.config import load_config
-from agentd.context import ContextCompiler, Message, Prefix, build_prefix, normalize_text
+from agentd.context import (
+    ContextCompiler,
+    Message,
+    Prefix,
+    build_prefix,
+    normalize_text,
+    seeded_ids,
+)
 from agentd.events import Event
 from agentd.home import Home
 from agentd.loop import wake
@@ -283,3 +290,16 @@ def test_warm_up_is_the_reference_for_a_new_session(home: Home, tmp_path: Path) 
     s = compiler.new_session("cron:job", NOW)
     job = compiler.render(s, [{"role": "user", "content": "do the job"}])
     assert job.check.cause is None and job.check.expected_cached == 1234
+
+
+def test_session_ids_come_from_the_injected_source(home: Home, tmp_path: Path) -> None:
+    prefix = build_prefix(reader(home), build_registry().schemas(), "", tool_calling="json")
+    runs = []
+    for i in range(2):
+        compiler = ContextCompiler(tmp_path / f"ctx{i}", seeded_ids(5))
+        compiler.start_epoch(prefix)
+        runs.append([compiler.new_session(kind, NOW).id for kind in ("main", "cron:a", "main")])
+    assert runs[0] == runs[1] and len(set(runs[0])) == 3
+    default = ContextCompiler(tmp_path / "ctx-random")
+    default.start_epoch(prefix)
+    assert default.new_session("main", NOW).id not in runs[0]  # unseeded: random, as before

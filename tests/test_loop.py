@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from agentd.config import load_config
+from agentd.context import IdSource, random_id, seeded_ids
 from agentd.events import Event
-from agentd.home import Home, WriteAheadLog
+from agentd.home import Home, WriteAheadLog, init_home
 from agentd.loop import Agent, wake
 from agentd.tools.base import ToolRegistry
 from agentd.wiring import build_agent, build_registry
@@ -300,3 +301,35 @@ def test_a_tool_raising_runtime_error_never_leaves_the_wake_open(home: Home) -> 
     assert "Wake-Trigger: cron:faulty" in str(head.message)
     assert "notes/draft.md" in home.repo.git.show("--name-only", "--format=", head.hexsha)
     assert home.dirty_paths() == [] and not WriteAheadLog(home.runtime).active()
+
+
+def _overflowing_wakes(root: Path, new_id: IdSource) -> tuple[list[dict], list[str]]:
+    """Two wakes on a fresh home, each storing two long shell outputs; the requests sent and the wake ids."""
+    home = init_home(root)
+    set_config(home, "max_output: 8000", "max_output: 200")
+    engine = ScriptedEngine()
+    agent = build_agent(home, load_config(home.root), engine, model="scripted", clock=lambda: NOW, new_id=new_id)
+    ids = []
+    for name in ("m1", "m2"):
+        engine.enqueue_action("shell", command="seq 1 3000")
+        engine.enqueue_action("shell", command="seq 5 2000")
+        engine.enqueue_action("reply", text="counted")
+        ids.append(wake(agent, message(home, f"count for {name}", name)).wake_id)
+    return engine.requests, ids
+
+
+def test_a_seeded_id_source_makes_wakes_render_identical_requests(tmp_path: Path) -> None:
+    one, ids = _overflowing_wakes(tmp_path / "a", seeded_ids(7))
+    two, ids_two = _overflowing_wakes(tmp_path / "elsewhere" / "b", seeded_ids(7))
+    assert ids == ids_two and ids[0] != ids[1]
+    # Byte-identical, though the homes are in different directories: stored outputs are
+    # named per wake and relative to the home.
+    assert json.dumps(one) == json.dumps(two)
+    text = json.dumps(one)
+    for wake_id in ids:
+        assert f"is in .agentd/outputs/{wake_id}-1.txt" in text and f"is in .agentd/outputs/{wake_id}-2.txt" in text
+        assert (tmp_path / "a" / ".agentd" / "outputs" / f"{wake_id}-2.txt").read_text().startswith("5\n6\n")
+    assert str(tmp_path) not in text
+    # The default source is random: the ids, and so the stored outputs' names, differ.
+    three, ids_three = _overflowing_wakes(tmp_path / "c", random_id)
+    assert set(ids_three).isdisjoint(ids) and json.dumps(three) != text

@@ -31,6 +31,8 @@ class ToolContext:
     mask: Callable[[str], str] = field(default=lambda text: text)
     # Stale-write guard for files.allow folders outside the home: absolute path -> sha256 last read or written.
     seen_outside: dict[str, str] = field(default_factory=dict)
+    # Long outputs this wake stored under .agentd/outputs/; numbers the next one, per wake.
+    stored_outputs: int = 0
 
     def note_change(self, rel: str) -> None:
         if rel not in self.changed:

@@ -108,15 +108,19 @@ def run_command(command: str, *, cwd: Path, timeout: float, env_names: tuple[str
     return CommandResult(code, output, timed_out, flooded.is_set())
 
 
-def bound_output(text: str, limit: int, store: Path) -> str:
-    """Head + tail + where the whole output is, when it is longer than ``limit`` characters."""
+def bound_output(text: str, limit: int, store: Path, shown: str | None = None) -> str:
+    """Head + tail + where the whole output is, when it is longer than ``limit`` characters.
+
+    ``shown`` is the path the model reads (default ``store``); the shell tool gives it
+    relative to the home, so no machine-specific directory enters the prompt.
+    """
     if len(text) <= limit:
         return text
     store.parent.mkdir(parents=True, exist_ok=True)
     store.write_text(text, encoding="utf-8")
     head, tail = text[: limit * 2 // 3], text[-limit // 3 :]
     omitted = len(text) - len(head) - len(tail)
-    return f"{head}\n[… {omitted} characters omitted; the whole output ({len(text)} characters) is in {store} …]\n{tail}"
+    return f"{head}\n[… {omitted} characters omitted; the whole output ({len(text)} characters) is in {shown or store} …]\n{tail}"
 
 
 class ShellTool(Tool):
@@ -170,13 +174,14 @@ class ShellTool(Tool):
         return resolved
 
 
-_counter = {"n": 0}
-
-
 def format_result(ctx: ToolContext, result: CommandResult, timeout: float, seconds: float) -> str:
-    _counter["n"] += 1
-    store = ctx.home.runtime / "outputs" / f"{ctx.wake_id}-{_counter['n']}.txt"
-    body = bound_output(ctx.mask(result.output), ctx.config.shell.max_output, store)
+    body = ctx.mask(result.output)
+    if len(body) > ctx.config.shell.max_output:
+        # Numbered per wake, not per process, and shown relative to the home (the shell's
+        # default directory): the prompt names the same file whatever ran before or where.
+        ctx.stored_outputs += 1
+        store = ctx.home.runtime / "outputs" / f"{ctx.wake_id}-{ctx.stored_outputs}.txt"
+        body = bound_output(body, ctx.config.shell.max_output, store, store.relative_to(ctx.home.root).as_posix())
     notes = []
     if result.timed_out:
         notes.append(f"killed after the {timeout:.0f}s timeout (with every process it started)")

@@ -52,8 +52,30 @@ def test_output_cap_and_overflow_file(home: Home) -> None:
     out = shell(home, "seq 1 5000")
     assert out.startswith("exit code 0") and "\n1\n2\n" in out and out.rstrip().endswith("5000")
     assert "characters omitted" in out and len(out) < 1200
-    stored = Path(out.split("is in ")[1].split(" …")[0])
-    assert stored.is_file() and stored.read_text().count("\n") == 5000 and ".agentd/outputs" in str(stored)
+    shown = out.split("is in ")[1].split(" …")[0]
+    assert shown == ".agentd/outputs/w1-1.txt" and str(home.root) not in out  # relative to the home
+    stored = home.root / shown
+    assert stored.is_file() and stored.read_text().count("\n") == 5000
+
+
+def test_stored_outputs_are_numbered_per_wake(home: Home) -> None:
+    set_shell(home, max_output=200)
+    registry = ToolRegistry([ShellTool()])
+    first, second = ctx_for(home), ctx_for(home)
+    second.wake_id = "w2"
+
+    def stored(ctx: ToolContext, command: str) -> str | None:
+        out = registry.execute(ctx, "shell", {"command": command}).text
+        return out.split("is in ")[1].split(" …")[0] if "is in " in out else None
+
+    assert stored(first, "seq 1 1000") == ".agentd/outputs/w1-1.txt"
+    assert stored(first, "echo short") is None  # only stored outputs are numbered
+    assert stored(first, "seq 2 1000") == ".agentd/outputs/w1-2.txt"
+    assert stored(second, "seq 3 1000") == ".agentd/outputs/w2-1.txt"  # a new wake counts from 1
+    assert stored(first, "seq 4 1000") == ".agentd/outputs/w1-3.txt"
+    assert (home.root / ".agentd/outputs/w1-2.txt").read_text().startswith("2\n3\n")
+    # The model's shell runs in the home, so the path it was given opens as it is.
+    assert registry.execute(first, "shell", {"command": "head -n 2 .agentd/outputs/w2-1.txt"}).text == "exit code 0\n3\n4\n"
 
 
 def test_flood_is_capped(tmp_path: Path) -> None:
