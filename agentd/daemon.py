@@ -376,8 +376,12 @@ class Daemon:
                 self.stop_event.wait(self.poll_s)
                 continue
             if self.need_warmup and self.agent is not None and not self.stop_event.is_set():
+                # On the worker, like a wake: a slow or hung engine delays the next wake,
+                # never the inbox, steering reloads or a stop.
                 reason, self.need_warmup = self.need_warmup, None
-                self._warm(reason)
+                self.worker = threading.Thread(target=self._warm, args=(reason,), name="warm-up", daemon=True)
+                self.worker.start()
+                continue
             item = self.queue.get(self.poll_s)
             if item is None or self.stop_event.is_set():
                 if item is not None and item[0] == "message":
@@ -393,6 +397,8 @@ class Daemon:
             log.info("warm-up (%s): prefix of %s tokens prefilled", reason, tokens)
         except EngineError as e:
             log.warning("warm-up failed: %s", e)
+        except Exception:  # noqa: BLE001 - on the worker thread: logged, the daemon goes on
+            log.exception("warm-up crashed")
 
     def _process(self, kind: str, payload: Any) -> None:
         try:

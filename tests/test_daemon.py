@@ -367,6 +367,31 @@ def test_a_skill_with_bad_front_matter_is_reported_once_and_the_daemon_runs(home
     assert "MSGID:first" in (home.root / "inbox/done/first.md").read_text()
 
 
+def test_a_hung_warm_up_does_not_stop_the_daemon_listening(home: Home) -> None:
+    """The warm-up runs on the worker like a wake: while it hangs, steering is still read."""
+    warmups: list[dict[str, Any]] = []
+
+    def responder(body: dict[str, Any]) -> Reply:
+        if body.get("max_tokens") == 1:
+            warmups.append(body)
+            return respond(body) if len(warmups) > 1 else Reply(content="x", hang=8.0)
+        return respond(body)
+
+    server = ScriptedServer(responder=responder).start()
+    configure(home, server.url, every="1h")
+    d = Daemon(home).start()
+    try:
+        wait_for(lambda: len(warmups) == 1, 20, "the warm-up under way")
+        (home.root / "CRON.md").write_text("# Jobs\n\n## Broken\n`99 * * * *`\nNever.\n")
+        wait_for(lambda: "CRON.md:4" in ((home.root / "outbox/notices.md").read_text() if (home.root / "outbox/notices.md").exists() else ""), 6, "the bad edit reported while the warm-up hangs")
+        from agentd.ledger import Ledger
+
+        assert not [r for r in Ledger(home.runtime / "ledger.db").rows() if r["purpose"] == "warmup"], "the warm-up had not answered yet"
+    finally:
+        assert d.stop() == 0
+        server.stop()
+
+
 def test_message_written_in_two_parts_is_read_whole(home: Home, server: ScriptedServer, responder: CountingResponder, daemon: Callable[..., Daemon]) -> None:
     """A writer that pauses mid-file (no write-then-rename): the message is taken once it settled."""
     configure(home, server.url, every="1h")
