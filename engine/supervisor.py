@@ -146,9 +146,15 @@ class EngineSupervisor:
             except psutil.Error:
                 create_time = None  # it already exited: the health wait reports it
             info = EngineInfo(spec.backend, spec.model, f"http://127.0.0.1:{port}/v1", api_key, self._proc.pid, port, time.time(), spec.argv, create_time)
-            self._wait_healthy(info, spec)
-            self.info = info
+            # Recorded before the (possibly long) health wait: if this process dies meanwhile,
+            # the next one still finds the engine to adopt or stop, never an unrecorded one.
             self._save(info)
+            try:
+                self._wait_healthy(info, spec)
+            except EngineError:
+                self.state_file.unlink(missing_ok=True)
+                raise
+            self.info = info
             return info
 
     def _wait_healthy(self, info: EngineInfo, spec: LaunchSpec) -> None:
@@ -198,7 +204,10 @@ class EngineSupervisor:
             wanted = self.backend.launch_spec(self.settings, info.port, info.api_key)
         except EngineError:
             return False  # start() reports why (a missing model, a missing package)
-        return wanted.argv == info.argv and wanted.model == info.model
+        # The program (argv[0]) is left out: the same engine launched through another path
+        # to the interpreter (a venv's python vs python3, a systemd unit) is still the engine
+        # the config asks for, and refusing it would have one agentd kill another's engine.
+        return wanted.argv[1:] == info.argv[1:] and wanted.model == info.model
 
     def ensure_running(self) -> EngineInfo:
         return self.adopt() or self.start()

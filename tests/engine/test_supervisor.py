@@ -126,6 +126,44 @@ def test_adopt_only_the_engine_of_the_configured_model_and_options(runtime: Path
     sup.stop()
 
 
+def test_the_same_engine_started_through_another_interpreter_path_is_adopted(runtime: Path) -> None:
+    """A venv's python vs python3, a systemd unit: the program differs, the engine is the same."""
+    first = supervisor(runtime, "m1").start()
+    state = json.loads((runtime / "engine.json").read_text())
+    state["argv"][0] = "/usr/local/bin/python3-elsewhere"
+    (runtime / "engine.json").write_text(json.dumps(state))
+    sup = supervisor(runtime, "m1")
+    assert sup.ensure_running().pid == first.pid, "adopted, not killed and replaced"
+    assert first.pid is not None and not gone(first.pid)
+    sup.stop()
+
+
+def test_an_engine_is_recorded_before_it_is_healthy(runtime: Path) -> None:
+    """If the starting process dies during a long health wait, the engine is still found."""
+    import threading
+
+    sup = supervisor(runtime, mode="silent")
+    sup.health_timeout = 30.0
+    seen: list[int] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not seen:
+            if (runtime / "engine.json").exists():
+                seen.append(json.loads((runtime / "engine.json").read_text())["pid"])
+            time.sleep(0.02)
+        if seen:  # found it while the health wait was under way: stop it as the next process would
+            supervisor(runtime, mode="silent").stop(grace=2)
+
+    t = threading.Thread(target=watch)
+    t.start()
+    with pytest.raises(EngineStartError):
+        sup.start()
+    t.join()
+    assert seen and wait_gone(seen[0]), "recorded while starting, so another process could stop it"
+    assert not (runtime / "engine.json").exists(), "a start that failed leaves no record behind"
+
+
 def test_health_wait_timeout_names_the_engine_log_tail(runtime: Path) -> None:
     sup = supervisor(runtime, mode="silent")
     sup.health_timeout = 1.0
