@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -129,7 +130,7 @@ def _opt_int(lo: int) -> Validator:
 
 
 def _seconds(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
         raise ValueError("a positive number of seconds")
     return float(v)
 
@@ -208,7 +209,7 @@ def _env_names(v: Any) -> tuple[str, ...]:
 
 def _number(lo: float, hi: float | None = None, *, what: str) -> Validator:
     def check(v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= lo or (hi is not None and v > hi):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= lo or (hi is not None and v > hi):
             raise ValueError(what)
         return float(v)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import socket
@@ -61,7 +62,7 @@ class Timeouts:
                 seconds = float(value)
             except ValueError:
                 seconds = -1.0
-            if not sep or name not in names or seconds <= 0:
+            if not sep or name not in names or not math.isfinite(seconds) or seconds <= 0:
                 raise ValueError(f"{TIMEOUTS_ENV}: expected name=seconds pairs ({', '.join(sorted(names))}), got {part!r}")
             values[name] = seconds
         return replace(base, **values)
