@@ -69,6 +69,8 @@ class Places:
         for root in self.roots:
             if path == root:
                 return None if root_ok else ("home-wipe", f"{word} is the whole home")
+            if path == root + "/.git" or inside(root + "/.git"):
+                return "home-wipe", f"{word} is the home's git history"
             if root.startswith(path.rstrip("/") + "/"):
                 return "outside-home", f"{word} is a folder above the home ({path})"
         if any(inside(base) for base in [*self.roots, *([] if personal else self.scratch)]):
@@ -90,14 +92,45 @@ class Places:
             if set(flags) & set("rRf") or {"--recursive", "--force"} & set(args):
                 hit = next(filter(None, (self.problem(w) for w in words)), None)
         elif name == "mv":
-            dest = words[-1:] if "-t" not in args else [args[args.index("-t") + 1]] if args.index("-t") + 1 < len(args) else []
-            hit = next(filter(None, (self.problem(w, root_ok=w in dest) for w in words)), None)
+            targets = _target_dirs(args)  # -t DIR, -tDIR, --target-directory[=]DIR
+            dest = targets or words[-1:]
+            hit = next(filter(None, (self.problem(w, root_ok=w in dest) for w in words + targets)), None)
         elif name == "find":
             execs = [args[i + 1].rsplit("/", 1)[-1] for i, a in enumerate(args[:-1]) if a in ("-exec", "-execdir", "-ok", "-okdir")]
             if "-delete" in args or set(execs) & {"rm", "shred", "unlink", "mv"}:
+                args = _skip_find_options(args)  # -H/-L/-P/-D x/-On come before the paths
                 starts = args[: next((i for i, a in enumerate(args) if a[:1] in "-(!,"), len(args))] or ["."]
                 hit = next(filter(None, (self.problem(s, root_ok=True) for s in starts)), None)
         if hit:
             rule, why = hit
             return rule, f"{name} {' '.join(args)}: {why}"
         return None
+
+
+def _target_dirs(args: list[str]) -> list[str]:
+    """``mv``'s destination given as an option, in each of its spellings."""
+    out: list[str] = []
+    for i, a in enumerate(args):
+        if a in ("-t", "--target-directory") and i + 1 < len(args):
+            out.append(args[i + 1])
+        elif a.startswith("--target-directory="):
+            out.append(a.split("=", 1)[1])
+        elif a.startswith("-t") and not a.startswith("--") and len(a) > 2:
+            out.append(a[2:])
+    return out
+
+
+def _skip_find_options(args: list[str]) -> list[str]:
+    """``find``'s global options that may precede the start paths."""
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("-H", "-L", "-P"):
+            i += 1
+        elif a == "-D":
+            i += 2
+        elif re.fullmatch(r"-O\d*", a):
+            i += 1
+        else:
+            break
+    return args[i:]

@@ -184,6 +184,8 @@ def _env_split_string(args: list[str]) -> tuple[str, list[str]] | None:
             return a.split("=", 1)[1], args[i + 1 :]
         if re.fullmatch(r"-[a-zA-Z0]*S.+", a):
             return a[a.index("S") + 1 :], args[i + 1 :]
+        if re.fullmatch(r"-[a-zA-Z0]+S", a) and i + 1 < len(args):  # -iS 'cmd': the string is the next word
+            return args[i + 1], args[i + 2 :]
         if not a.startswith("-"):
             return None
     return None
@@ -207,6 +209,8 @@ def _shell_script(args: list[str]) -> tuple[bool, str | None, list[str]]:
         else:
             break
     rest = args[i:]
+    if not has_c and rest[:1] in (["-"], ["/dev/stdin"], ["/proc/self/fd/0"], ["/dev/fd/0"]):
+        rest = []  # `sh -`, `bash /dev/stdin`: the script is whatever stdin brings
     return has_c, (rest[0] if has_c and rest else None), rest
 
 
