@@ -8,6 +8,7 @@ undone, messages whose wake did not commit are processed again.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import hashlib
@@ -197,6 +198,8 @@ class Daemon:
         self.day = ""
         self.worker: threading.Thread | None = None
         self.need_warmup: str | None = None
+        # Skills found bad while a wake holds the home lock: told from the main loop after it.
+        self.skill_errors: collections.deque[SourceError] = collections.deque()
         self.prefix_hashes: dict[str, str] = {}
         self.owns_engine = False  # started by this daemon (or by a previous one that was killed)
         self.adopted_pid: int | None = None
@@ -375,6 +378,7 @@ class Daemon:
             if self.worker is not None and self.worker.is_alive():
                 self.stop_event.wait(self.poll_s)
                 continue
+            self._report_skill_errors()  # the home lock is free between wakes
             if self.need_warmup and self.agent is not None and not self.stop_event.is_set():
                 # On the worker, like a wake: a slow or hung engine delays the next wake,
                 # never the inbox, steering reloads or a stop.
@@ -668,8 +672,14 @@ class Daemon:
         self._report_once(f"bad-edit:{err.path.name}:{err.line}:{err.message}", f"I could not use an edit: {err}. I keep running on the last good version.")
 
     def _bad_skill(self, err: SourceError) -> None:
+        """Called wherever the prefix is rebuilt, a wake holding the home lock included: queue it."""
         log.error("%s (skill skipped)", err)
-        self._report_once(f"bad-skill:{err.path}:{err.line}:{err.message}", f"A skill was skipped: {err}. The other skills still load; a fixed SKILL.md is picked up at the next session.")
+        self.skill_errors.append(err)
+
+    def _report_skill_errors(self) -> None:
+        while self.skill_errors:
+            err = self.skill_errors.popleft()
+            self._report_once(f"bad-skill:{err.path}:{err.line}:{err.message}", f"A skill was skipped: {err}. The other skills still load; a fixed SKILL.md is picked up at the next session.")
 
     def _report_once(self, key: str, text: str) -> None:
         """Tell the person once (outbox/notices.md, committed), not on every heartbeat."""
@@ -698,8 +708,8 @@ class Daemon:
     def _load_reported(self) -> set[str]:
         try:
             data = json.loads((self.home.runtime / REPORTED).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return set()
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return set()  # runtime state only: a lost or corrupt record means telling again
         return {str(k) for k in data} if isinstance(data, list) else set()
 
     def _save_reported(self) -> None:

@@ -367,14 +367,36 @@ def test_a_skill_with_bad_front_matter_is_reported_once_and_the_daemon_runs(home
     assert "MSGID:first" in (home.root / "inbox/done/first.md").read_text()
 
 
+def test_a_bad_skill_found_during_a_wake_is_told_after_it(home: Home) -> None:
+    """A wake rebuilding the prefix holds the home lock: the notice waits for the main loop."""
+    from agentd.daemon import Daemon as AgentDaemon
+    from agentd.errors import FrontMatterError
+
+    d = AgentDaemon(home)
+    d.reported = set()
+    err = FrontMatterError(home.root / "skills/x/SKILL.md", 3, "description: expected a string")
+    with home.lock(timeout=1, purpose="a wake"):
+        d._bad_skill(err)  # must neither wait for the lock nor lose the notice
+    assert not (home.root / "outbox/notices.md").exists()
+    d._report_skill_errors()
+    d._report_skill_errors()
+    notices = (home.root / "outbox/notices.md").read_text()
+    assert notices.count("skills/x/SKILL.md:3") == 1
+    assert home.dirty_paths() == []
+
+
 def test_a_hung_warm_up_does_not_stop_the_daemon_listening(home: Home) -> None:
     """The warm-up runs on the worker like a wake: while it hangs, steering is still read."""
+    from agentd.ledger import Ledger
+
     warmups: list[dict[str, Any]] = []
+    release = threading.Event()
 
     def responder(body: dict[str, Any]) -> Reply:
         if body.get("max_tokens") == 1:
             warmups.append(body)
-            return respond(body) if len(warmups) > 1 else Reply(content="x", hang=8.0)
+            if len(warmups) == 1:
+                release.wait(60)  # the engine hangs on the first warm-up until the test lets go
         return respond(body)
 
     server = ScriptedServer(responder=responder).start()
@@ -383,11 +405,12 @@ def test_a_hung_warm_up_does_not_stop_the_daemon_listening(home: Home) -> None:
     try:
         wait_for(lambda: len(warmups) == 1, 20, "the warm-up under way")
         (home.root / "CRON.md").write_text("# Jobs\n\n## Broken\n`99 * * * *`\nNever.\n")
-        wait_for(lambda: "CRON.md:4" in ((home.root / "outbox/notices.md").read_text() if (home.root / "outbox/notices.md").exists() else ""), 6, "the bad edit reported while the warm-up hangs")
-        from agentd.ledger import Ledger
-
+        notices = home.root / "outbox/notices.md"
+        wait_for(lambda: notices.exists() and "CRON.md:4" in notices.read_text(), 30, "the bad edit reported while the warm-up hangs")
+        assert not release.is_set()
         assert not [r for r in Ledger(home.runtime / "ledger.db").rows() if r["purpose"] == "warmup"], "the warm-up had not answered yet"
     finally:
+        release.set()
         assert d.stop() == 0
         server.stop()
 
