@@ -196,7 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         print(top.stderr.strip() or "not in a git repository", file=sys.stderr)
         return 2
     root = Path(top.stdout.strip())
-    found = SecretGuard.for_home(root).findings(staged_files(root))
+    try:
+        found = SecretGuard.for_home(root).findings(staged_files(root))
+    except subprocess.CalledProcessError as e:  # git could not list the index: say so, refuse
+        detail = (e.stderr or b"").decode("utf-8", errors="replace").strip()
+        print(f"agentd: could not read what is staged ({detail or f'git exited {e.returncode}'}); commit refused", file=sys.stderr)
+        return 2
     if found:
         print(f"agentd: {refusal(found)}", file=sys.stderr)
         return 1

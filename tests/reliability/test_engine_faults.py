@@ -109,10 +109,15 @@ def serve_in_process(home: Home, port_file: Path, responder: str, port: int = 0)
     port_file.unlink(missing_ok=True)
     env = {**test_daemon.ENV, "STALL_MARKER": str(home.root / ".agentd" / "stalled")}
     argv = [sys.executable, "-m", "tests.doubles.openai_server", "--port-file", str(port_file), "--responder", responder, "--port", str(port)]
-    log = open(home.root / ".agentd" / "test-engine.out", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(argv, env=env, cwd=test_daemon.ROOT, stdout=log, stderr=log)
-    wait_for(lambda: port_file.exists() or proc.poll() is not None, 30, "the engine double listening")
-    assert proc.poll() is None
+    with open(home.root / ".agentd" / "test-engine.out", "ab") as log:
+        proc = subprocess.Popen(argv, env=env, cwd=test_daemon.ROOT, stdout=log, stderr=log)
+    try:
+        wait_for(lambda: port_file.exists() or proc.poll() is not None, 30, "the engine double listening")
+        assert proc.poll() is None
+    except BaseException:
+        proc.kill()  # a failed start leaves no server behind
+        proc.wait(10)
+        raise
     return proc
 
 
