@@ -150,3 +150,14 @@ def test_get_and_set_settings_of_option_sections(home: Home) -> None:
     assert cfg.get_value(home.root, "engine.timeouts.first_byte") == 300.0  # the default, not in the file
     ops.config_set(home, "engine.timeouts.first_byte", "600")
     assert cfg.get_value(home.root, "engine.timeouts.first_byte") == 600
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan"])
+def test_timeouts_must_be_finite(home: Home, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.client import TIMEOUTS_ENV, Timeouts
+
+    with pytest.raises(ConfigError, match="engine.timeouts.idle: expected a positive number of seconds"):
+        cfg.set_value(home.root, "engine.timeouts.idle", value)
+    monkeypatch.setenv(TIMEOUTS_ENV, f"idle={value.lstrip('.')}")
+    with pytest.raises(ValueError, match=TIMEOUTS_ENV):
+        Timeouts.from_env()
