@@ -6,7 +6,7 @@ import importlib.util
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,7 +26,6 @@ class LaunchSpec:
     backend: str
     model: str
     health_path: str = "/health"
-    markers: tuple[str, ...] = field(default=())  # cmdline words that identify our process on adoption
 
 
 class Backend:
@@ -59,7 +58,7 @@ class LlamaCppBackend(Backend):
                 "--n-ctx", str(int(opts.get("n_ctx", LLAMACPP_DEFAULT_N_CTX))), "--pinned", str(int(opts.get("pinned_prefixes", 4)))]
         if opts.get("n_threads"):
             argv += ["--threads", str(int(opts["n_threads"]))]
-        return LaunchSpec(argv, {"AGENTD_ENGINE_API_KEY": api_key}, port, api_key, self.id, path.name, markers=("engine.llamacpp_server",))
+        return LaunchSpec(argv, {"AGENTD_ENGINE_API_KEY": api_key}, port, api_key, self.id, path.name)
 
 
 class VllmBackend(Backend):
@@ -95,7 +94,7 @@ class VllmBackend(Backend):
         if any("sleep" in a for a in argv):
             raise BackendMissing("vLLM sleep mode empties the prefix cache between wakes; remove it from extra_args")
         # vLLM reads the key from VLLM_API_KEY, so it never shows in `ps`.
-        return LaunchSpec(argv, {"VLLM_API_KEY": api_key}, port, api_key, self.id, settings.model, markers=("serve",))
+        return LaunchSpec(argv, {"VLLM_API_KEY": api_key}, port, api_key, self.id, settings.model)
 
 
 class OpenAIBackend(Backend):

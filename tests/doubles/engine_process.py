@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import os
 import sys
-from http.server import ThreadingHTTPServer
 
 from engine.backends import BACKENDS, Backend, LaunchSpec
 from engine.types import EngineSettings
 from tests.doubles.agent_responder import respond
 from tests.doubles.openai_server import ScriptedServer
-
-# Adoption recognizes this home's engines by a word in their command line.
-MARKER = "engine.llamacpp_server"
 
 
 class DoubleEngineBackend(Backend):
@@ -29,8 +25,8 @@ class DoubleEngineBackend(Backend):
     id = "llamacpp"
 
     def launch_spec(self, settings: EngineSettings, port: int, api_key: str) -> LaunchSpec:
-        argv = [sys.executable, "-m", "tests.doubles.engine_process", "serve", "--port", str(port), "--stands-for", MARKER]
-        return LaunchSpec(argv, {"SCRIPTED_API_KEY": api_key}, port, api_key, self.id, "engine-double", markers=(MARKER,))
+        argv = [sys.executable, "-m", "tests.doubles.engine_process", "serve", "--port", str(port)]
+        return LaunchSpec(argv, {"SCRIPTED_API_KEY": api_key}, port, api_key, self.id, "engine-double")
 
 
 def install() -> None:
@@ -38,10 +34,7 @@ def install() -> None:
 
 
 def serve(port: int) -> None:
-    server = ScriptedServer(api_key=os.environ.get("SCRIPTED_API_KEY"), responder=respond)
-    server.httpd.server_close()
-    server.httpd = ThreadingHTTPServer(("127.0.0.1", port), server._handler())
-    server.httpd.serve_forever()
+    ScriptedServer(api_key=os.environ.get("SCRIPTED_API_KEY"), responder=respond, port=port).httpd.serve_forever()
 
 
 def main(argv: list[str]) -> None:
