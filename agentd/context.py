@@ -11,6 +11,7 @@ the shared prefix shrank — which section changed first.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -121,7 +122,7 @@ class Prefix:
     def tool_schemas(self) -> list[dict[str, Any]] | None:
         return [json.loads(t) for t in self.tools] if self.tools else None
 
-    @property
+    @functools.cached_property  # asked several times per request; the prefix is frozen
     def tools_digest(self) -> str:
         return digest("\n".join(self.tools))
 

@@ -197,10 +197,6 @@ def scan_for_secrets(home: Home, staged: list[str]) -> None:
     SecretGuard.for_home(home.root).check_commit(home, staged)
 
 
-def _sha_of(path: Path) -> str | None:
-    return sha256(path.read_bytes()) if path.is_file() else None
-
-
 def _sha_of_bytes(data: bytes | None) -> str:
     return sha256(data) if data is not None else ABSENT
 
@@ -487,7 +483,7 @@ class Home:
             sha = self.commit(f"person: {verb} {shown}", identity=self.person_identity(), all_changes=True, exclude=[*(exclude or []), *held])
         told = self._read_withheld()
         self._write_withheld(held)
-        news = [f for rel, findings in held.items() if told.get(rel, {}).get("sha") != _sha_of(self.root / rel) for f in findings]
+        news = [f for rel, findings in held.items() if told.get(rel, {}).get("sha") != _state(self.root / rel) for f in findings]
         if news:
             where = "; ".join(f"{rel}:{line} ({kind})" for rel, line, kind in news[:5]) + (f" and {len(news) - 5} more" if len(news) > 5 else "")
             self.notify(
@@ -528,12 +524,12 @@ class Home:
         return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
 
     def _write_withheld(self, held: dict[str, list[Finding]]) -> None:
-        record = {rel: {"sha": _sha_of(self.root / rel), "findings": [[line, kind] for _, line, kind in fs]} for rel, fs in held.items()}
-        if record or (self.runtime / WITHHELD).exists():
+        record = {rel: {"sha": _state(self.root / rel), "findings": [[line, kind] for _, line, kind in fs]} for rel, fs in held.items()}
+        if record != self._read_withheld():  # most absorbs hold nothing back: no write then
             atomic_write(self.runtime / WITHHELD, json.dumps(record, sort_keys=True))
 
     def _still_withheld(self) -> list[str]:
-        return [rel for rel, v in self._read_withheld().items() if v.get("sha") == _sha_of(self.root / rel)]
+        return [rel for rel, v in self._read_withheld().items() if v.get("sha") == _state(self.root / rel)]
 
     def notify(self, text: str) -> str | None:
         """Tell the person: a line in outbox/notices.md, committed as the agent's. Call under the lock.

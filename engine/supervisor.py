@@ -249,8 +249,7 @@ class EngineSupervisor:
     def restart(self) -> EngineInfo:
         """Same port and key, so clients keep working across the restart."""
         with self._lock:
-            old = self.info
-            self.stop()
+            old = self.info  # start() stops what runs now; the port and key are kept from here
             if old is None:
                 return self.start()
             return self.start(port=old.port, api_key=old.api_key)

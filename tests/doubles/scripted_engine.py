@@ -10,6 +10,7 @@ prefix with any earlier request since the last ``restart()``, counted in 4-chara
 from __future__ import annotations
 
 import json
+import os
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -23,14 +24,7 @@ def _chars(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -
 
 
 def _common(a: str, b: str) -> int:
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return len(os.path.commonprefix([a, b]))
 
 
 class ScriptedEngine:
