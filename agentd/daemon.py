@@ -548,10 +548,9 @@ class Daemon:
 
     # ------------------------------------------------------------ sources of wakes
     def _poll_inbox(self) -> None:
-        waiting = {r.name for r in self.retries}
-        for rel in self.inbox_watch.ready(self.home):
-            if rel not in waiting:
-                self.queue.put_message(rel)
+        # Queued, in-flight and retrying messages are known already: no stat, no lease check.
+        for rel in self.inbox_watch.ready(self.home, skip=self.queue.known | {r.name for r in self.retries}):
+            self.queue.put_message(rel)
 
     def _on_fire(self, kind: str, name: str | None, scheduled_for: datetime) -> None:
         if kind == "heartbeat":

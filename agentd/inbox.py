@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import signal
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -68,9 +69,12 @@ class SettleWatch:
 
     seen: dict[str, tuple[int, int]] = field(default_factory=dict)
 
-    def ready(self, home: Home) -> list[str]:
+    def ready(self, home: Home, skip: Collection[str] = ()) -> list[str]:
+        """Settled files, leaving out ``skip`` (already queued or waiting to retry) unchecked."""
         out, now_seen = [], {}
         for rel in pending(home):
+            if rel in skip:
+                continue
             try:
                 st = (home.root / rel).stat()
             except FileNotFoundError:
