@@ -141,6 +141,7 @@ def status(c: Context, as_json: bool) -> None:
     click.echo(f"daemon    {'running, pid {}, up {}'.format(d['pid'], d['uptime']) if d else 'not running'}")
     e = report["engine"]
     click.echo(f"engine    {ops_engine_line(e)}")
+    click.echo(f"sandbox   {report['sandbox']['line']}")
     for run in report["next_runs"]:
         click.echo(f"next      {run['kind']:9} {run['name'] or '':20} {run['at'] or 'not scheduled'}")
     if report["last_wake"]:
@@ -257,7 +258,8 @@ def _print_result(result: Any) -> None:
 @pass_ctx
 def approve(c: Context, approval_id: str) -> None:
     """Run a shell command the agent parked for approval (see outbox/approvals/)."""
-    click.echo(ops.approve(c.home(), approval_id))
+    (command, workdir), result = ops.approve(c.home(), approval_id)
+    click.echo(f"ran in {workdir}:\n  {command}\n{result}")
 
 
 @cli.command()

@@ -80,6 +80,12 @@ class ShellConfig:
     deny: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
     workdirs: tuple[str, ...] = ()
+    read_only: tuple[str, ...] = ()  # folders commands may read though the sandbox hides them (e.g. under /tmp)
+    network: bool = True
+    max_processes: int = 256
+    max_memory_mb: int = 4096
+    max_file_mb: int = 1024
+    max_cpu_seconds: int = 600
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,14 @@ def _hours(v: Any) -> str:
     return "always" if v is None else str(v)
 
 
+def _on_off(v: Any) -> bool:
+    if v in ("on", True):
+        return True
+    if v in ("off", False):
+        return False
+    raise ValueError("on or off")
+
+
 def _strings(v: Any) -> tuple[str, ...]:
     if v is None:
         return ()
@@ -265,6 +279,12 @@ FIELDS: dict[str, Validator] = {
     "shell.deny": _regexes,
     "shell.env": _env_names,
     "shell.workdirs": _strings,
+    "shell.read_only": _strings,
+    "shell.network": _on_off,
+    "shell.max_processes": _int(8),
+    "shell.max_memory_mb": _int(64),
+    "shell.max_file_mb": _int(1),
+    "shell.max_cpu_seconds": _int(1),
     "files.allow": _strings,
     "secrets.env": _env_names,
 }
@@ -354,6 +374,9 @@ def validate(doc: CommentedMap, path: Path) -> Config:
     visit(doc, "")
     if values.get("engine.backend") == "openai" and not values.get("engine.url"):
         errors.append(ConfigError(path, lines.get("engine.backend"), "engine.url is required for backend: openai (e.g. url: http://127.0.0.1:8000/v1)"))
+    leaked = sorted(set(values.get("shell.env", ())) & set(values.get("secrets.env", ())))
+    if leaked:
+        errors.append(ConfigError(path, lines.get("shell.env"), f"shell.env: {', '.join(leaked)} is listed in secrets.env; a secret never enters a command's environment"))
     errors.sort(key=lambda err: err.line or 0)
     if errors:
         first = errors[0]

@@ -11,6 +11,7 @@
     ├── StaleWriteError           the agent wrote a file changed since it read it
     ├── PathError                 a path outside what the tools may touch
     ├── SecretError               a commit would have put a secret into git
+    ├── SandboxUnavailable        a command cannot be confined here (no bubblewrap, no namespaces)
     └── ToolError                 a tool failed; the text goes back to the model
 """
 
@@ -76,6 +77,10 @@ class SecretError(UserError):
     def __init__(self, message: str, findings: list[tuple[str, int, str]] | None = None) -> None:
         self.findings = list(findings or [])
         super().__init__(message)
+
+
+class SandboxUnavailable(UserError):
+    """Commands cannot be confined on this machine; the message says why and how to fix it."""
 
 
 class ToolError(AgentdError):

@@ -9,16 +9,15 @@ after the person approved it (``agentd approve ID``, or their own edit of the fi
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from agentd.config import Config
 from agentd.events import Event
 from agentd.home import AGENT, Home, atomic_write
+from agentd.sandbox import jail_for, run_command
 from agentd.tools import approvals
 from agentd.tools.policy import ShellPolicy
-from agentd.tools.shell import run_command
 from scheduler.heartbeat import Check, HeartbeatPlan, parse_heartbeat_md
 
 CHECK_TIMEOUT_S = 20.0
@@ -60,7 +59,9 @@ def prepare(home: Home, config: Config, now: datetime) -> HeartbeatDecision:
                 held += 1
                 notices.append(waiting)
                 continue
-        out = run_command(check.command, cwd=home.root, timeout=min(CHECK_TIMEOUT_S, config.shell.timeout), env_names=config.shell.env)
+        # A check the person approved may run without a sandbox where there is none; others may not.
+        out = run_command(check.command, cwd=home.root, timeout=min(CHECK_TIMEOUT_S, config.shell.timeout),
+                          jail=jail_for(home.root, config), unconfined_ok=decision.action == "ask")
         text = out.output.strip()
         if out.exit_code != 0 or text:
             label = f" ({check.label})" if check.label else ""
@@ -87,8 +88,9 @@ def _approval(home: Home, check: Check) -> tuple[str, str] | None:
     except (FileNotFoundError, json.JSONDecodeError):
         parked = {}
     approval_id = parked.get(check.command)
+    # Only the record under .agentd/ counts (written by `agentd approve`), never the page's text.
+    status = approvals.status(home, approval_id) if approval_id else None
     rel = f"{approvals.FOLDER}/{approval_id}.md"
-    status = _status(home, rel) if approval_id else None
     if status == "approved":
         return None
     if status is None:
@@ -104,19 +106,3 @@ def _approval(home: Home, check: Check) -> tuple[str, str] | None:
     else:
         text = f"The HEARTBEAT.md:{check.line} check `{check.command}` was {status} ({rel}); it does not run."
     return f"check-{status}:{approval_id}", text
-
-
-def _status(home: Home, rel: str) -> str | None:
-    """The approval's status, trusted only as committed by the person (the agent writes files too)."""
-    path = home.root / rel
-    if not path.is_file():
-        return None
-    m = re.search(r"^status: (\w+)", path.read_text(encoding="utf-8", errors="replace"), re.M)
-    status = m.group(1) if m else "unreadable"
-    if status != "approved":
-        return status
-    committed = home.head_bytes(rel)
-    author = home.repo.git.log("-1", "--format=%ae", "--", rel) if committed is not None else ""
-    if committed != path.read_bytes() or author in ("", AGENT.email):
-        return "pending"  # not (yet) the person's approval
-    return "approved"

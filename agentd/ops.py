@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 
 from agentd import config as cfg
-from agentd import daemon, inbox
+from agentd import daemon, inbox, sandbox
 from agentd.config import Config, load_config
 from agentd.errors import UserError
 from agentd.events import Event, WakeResult
@@ -244,28 +244,33 @@ def status_report(home: Home) -> dict[str, Any]:
         "last_wake": state.get("last_wake") if state else None,
         "last_commit": None if not last else f"{last[0].sha} {last[0].subject}",
         "today": today,
+        "sandbox": sandbox.in_force(config),
     }
 
 
 # ---------------------------------------------------------------------- approvals
 
 
-def approve(home: Home, approval_id: str) -> str:
+def approve(home: Home, approval_id: str) -> tuple[tuple[str, str], str]:
+    """((command, workdir), result): the parked command exactly as recorded, run once."""
     from agentd.tools import approvals
 
     config = load_config(home.root)
     with home.lock(purpose="approve"):
-        home.absorb_person_edits()
+        # The page is left out: one edited behind the record is refused and committed with
+        # the refusal, never first taken in as the person's own edit.
+        home.absorb_person_edits(exclude=[f"{approvals.FOLDER}/{approval_id}.md"])
+        shown = approvals.show(home, approval_id)
         text = approvals.approve(home, config, approval_id)
         home.commit(f"person: approved shell command {approval_id}", identity=home.person_identity(), all_changes=True)
-    return text
+    return shown, text
 
 
 def deny(home: Home, approval_id: str) -> str:
     from agentd.tools import approvals
 
     with home.lock(purpose="deny"):
-        home.absorb_person_edits()
+        home.absorb_person_edits(exclude=[f"{approvals.FOLDER}/{approval_id}.md"])
         text = approvals.deny(home, approval_id)
         home.commit(f"person: denied shell command {approval_id}", identity=home.person_identity(), all_changes=True)
     return text

@@ -8,6 +8,7 @@ from typing import Any
 
 from agentd.errors import PathError, StaleWriteError, ToolError
 from agentd.home import RUNTIME_DIR, atomic_write, sha256
+from agentd.tools.approvals import FOLDER as APPROVALS
 from agentd.tools.base import Tool, ToolContext
 
 MAX_READ_LINES = 400
@@ -54,6 +55,8 @@ def write(ctx: ToolContext, rel: str | None, full: Path, text: str) -> None:
     the agent has not read in this wake, or that changed since it read it, is refused.
     """
     if rel is not None:
+        if rel == APPROVALS or rel.startswith(APPROVALS + "/"):
+            raise PathError(f"{rel} is in {APPROVALS}/, where only agentd writes (the person approves commands there)")
         ctx.home.write_text(rel, text)
         ctx.note_change(rel)
         return

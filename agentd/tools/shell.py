@@ -1,111 +1,18 @@
-"""The shell tool: `bash -c` in the home, with a policy, a timeout that kills the whole process group,
-a minimal environment, and capped output (the overflow goes to a file under .agentd/)."""
+"""The shell tool: `bash -c` in the home inside the OS sandbox (agentd/sandbox.py), after the policy's
+advice, with a timeout that kills every process it started and capped output (the overflow goes to
+a file under .agentd/)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentd.errors import ToolError
+from agentd.errors import SandboxUnavailable, ToolError
+from agentd.sandbox import FLOOD_BYTES, CommandResult, jail_for, run_command
+from agentd.tools import approvals
 from agentd.tools.base import Tool, ToolContext, ToolOutcome
 from agentd.tools.policy import ShellPolicy
-
-FLOOD_BYTES = 16 * 1024 * 1024  # a command printing more than this is killed
-BASE_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME")
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    exit_code: int
-    output: str  # everything captured, up to FLOOD_BYTES
-    timed_out: bool
-    flooded: bool
-
-
-def minimal_env(names: tuple[str, ...] | list[str], home: Path | None = None) -> dict[str, str]:
-    """PATH, HOME, locale and only the variables agent.yaml names: secrets do not leak by default."""
-    env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env["HOME"] = os.environ.get("HOME", "/")
-    env["TERM"] = "dumb"
-    env.setdefault("LANG", "C.UTF-8")
-    if home is not None:
-        env["AGENTD_HOME"] = str(home)
-    for name in names:
-        if name in os.environ:
-            env[name] = os.environ[name]
-    return env
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(1.0)
-    except subprocess.TimeoutExpired:
-        pass
-    # Children that ignored SIGTERM or outlived their parent go too.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5.0)
-
-
-def run_command(command: str, *, cwd: Path, timeout: float, env_names: tuple[str, ...] | list[str] = (), home: Path | None = None) -> CommandResult:
-    """Run ``bash -c command`` in its own process group; on timeout the whole group is killed."""
-    proc = subprocess.Popen(
-        ["bash", "-c", command],
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=minimal_env(env_names, home or cwd),
-        start_new_session=True,
-    )
-    chunks: list[bytes] = []
-    size = 0
-    flooded = threading.Event()
-
-    def pump() -> None:
-        nonlocal size
-        assert proc.stdout is not None
-        while True:
-            data = proc.stdout.read1(65536)  # type: ignore[attr-defined]
-            if not data:
-                return
-            if size < FLOOD_BYTES:
-                chunks.append(data[: FLOOD_BYTES - size])
-            size += len(data)
-            if size >= FLOOD_BYTES and not flooded.is_set():
-                flooded.set()
-                _kill_group(proc)
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    timed_out = False
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc)
-    else:
-        # The shell exited; children still holding the pipe are part of its group.
-        reader.join(0.5)
-        if reader.is_alive():
-            _kill_group(proc)
-    reader.join(5.0)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # nothing of the group outlives the tool call
-    output = b"".join(chunks).decode("utf-8", errors="replace")
-    code = proc.returncode if proc.returncode is not None else -9
-    return CommandResult(code, output, timed_out, flooded.is_set())
 
 
 def bound_output(text: str, limit: int, store: Path, shown: str | None = None) -> str:
@@ -148,14 +55,15 @@ class ShellTool(Tool):
         if decision.action == "deny":
             return ToolOutcome(self.name, False, f"error: refused by the shell policy ({decision.rule}): {decision.reason or 'not allowed'}")
         if decision.action == "ask":
-            from agentd.tools.approvals import park
-
-            approval_id, rel = park(ctx.home, command, cwd, ctx.wake_id)
+            approval_id, rel = approvals.park(ctx.home, command, cwd, ctx.wake_id)
             ctx.note_change(rel)
             return ToolOutcome(self.name, True, f"parked for the person's approval as {approval_id} ({rel}); it runs when they type: agentd approve {approval_id}")
         timeout = min(float(args.get("timeout") or cfg.timeout), cfg.timeout)
         started = time.monotonic()
-        result = run_command(command, cwd=cwd, timeout=timeout, env_names=cfg.env, home=ctx.home.root)
+        try:
+            result = run_command(command, cwd=cwd, timeout=timeout, jail=jail_for(ctx.home.root, ctx.config))
+        except SandboxUnavailable as exc:
+            return ToolOutcome(self.name, False, f"error: {exc}")
         return format_result(ctx, result, timeout, time.monotonic() - started)
 
     @staticmethod
@@ -187,5 +95,7 @@ def format_result(ctx: ToolContext, result: CommandResult, timeout: float, secon
         notes.append(f"killed after the {timeout:.0f}s timeout (with every process it started)")
     if result.flooded:
         notes.append(f"killed: more than {FLOOD_BYTES // (1024 * 1024)} MB of output")
+    if result.limit:
+        notes.append(f"stopped by the sandbox's limit on {result.limit} (shell.max_* in agent.yaml)")
     head = f"exit code {result.exit_code}" + (f" ({'; '.join(notes)})" if notes else "")
     return f"{head}\n{body}" if body else f"{head}\n(no output)"

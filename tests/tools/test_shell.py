@@ -11,12 +11,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agentd.config import load_config
+from agentd.config import load_config, set_values
 from agentd.events import Event
 from agentd.home import Home
+from agentd.sandbox import Jail, run_command
 from agentd.tools import approvals
 from agentd.tools.base import ToolContext, ToolRegistry
-from agentd.tools.shell import ShellTool, run_command
+from agentd.tools.shell import ShellTool
 
 
 def ctx_for(home: Home) -> ToolContext:
@@ -25,26 +26,39 @@ def ctx_for(home: Home) -> ToolContext:
 
 
 def set_shell(home: Home, **values: object) -> None:
-    path = home.root / "agent.yaml"
-    text = path.read_text()
-    for k, v in values.items():
-        text = "\n".join(f"  {k}: {json.dumps(v)}" if line.startswith(f"  {k}:") else line for line in text.splitlines()) + "\n"
-    path.write_text(text)
+    """Set ``shell.<name>`` settings as `agentd config set` does (the person's edit, uncommitted)."""
+    text, _ = set_values(home.root, {f"shell.{k}": json.dumps(v) for k, v in values.items()})
+    (home.root / "agent.yaml").write_text(text)
 
 
 def shell(home: Home, command: str, **extra: object) -> str:
     return ToolRegistry([ShellTool()]).execute(ctx_for(home), "shell", {"command": command, **extra}).text
 
 
+def jail(home: Path) -> Jail:
+    return Jail(home, env={"PATH": "/usr/bin:/bin"})
+
+
+def left_over(marker: str) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline", "status"]) if marker in " ".join(p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE]
+
+
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
-    pidfile = tmp_path / "child.pid"
-    result = run_command(f"(sleep 300 & echo $! > {pidfile}; wait)", cwd=tmp_path, timeout=1.0)
+    result = run_command("(sleep 3001 & sleep 3002 & wait)", cwd=tmp_path, timeout=1.0, jail=jail(tmp_path))
     assert result.timed_out
-    child = int(pidfile.read_text())
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE:
+    while time.monotonic() < deadline and (left_over("sleep 3001") or left_over("sleep 3002")):
         time.sleep(0.05)
-    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    assert not left_over("sleep 3001") and not left_over("sleep 3002")
+
+
+def test_background_processes_end_with_the_command(tmp_path: Path) -> None:
+    result = run_command("setsid nohup sleep 3003 >/dev/null 2>&1 & disown; echo started", cwd=tmp_path, timeout=10, jail=jail(tmp_path))
+    assert result.output.strip() == "started" and not result.timed_out
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and left_over("sleep 3003"):
+        time.sleep(0.05)
+    assert not left_over("sleep 3003")  # its PID namespace went with the command
 
 
 def test_output_cap_and_overflow_file(home: Home) -> None:
@@ -79,7 +93,7 @@ def test_stored_outputs_are_numbered_per_wake(home: Home) -> None:
 
 
 def test_flood_is_capped(tmp_path: Path) -> None:
-    result = run_command("yes flood", cwd=tmp_path, timeout=30)
+    result = run_command("yes flood", cwd=tmp_path, timeout=30, jail=jail(tmp_path))
     assert result.flooded and len(result.output) <= 16 * 1024 * 1024
 
 
@@ -90,9 +104,14 @@ def test_denied_command_names_the_rule(home: Home) -> None:
     assert "shell.deny: curl" in shell(home, "curl -s http://127.0.0.1:9")
 
 
-def test_allow_loosens_a_builtin_rule(home: Home) -> None:
+def test_allow_loosens_a_builtin_rule_and_the_sandbox_still_holds(home: Home) -> None:
     set_shell(home, allow=[r"git reset --hard HEAD"])
-    assert shell(home, "git reset --hard HEAD").startswith("exit code 0")
+    home.absorb_person_edits()
+    head = home.repo.head.commit.hexsha
+    out = shell(home, "git reset --hard HEAD")  # the policy lets it through …
+    assert "refused by the shell policy" not in out
+    assert not out.startswith("exit code 0") and "Read-only file system" in out  # … the sandbox's read-only .git does not
+    assert home.repo.head.commit.hexsha == head
     assert "git-rewrite" in shell(home, "git reset --hard HEAD~1")
 
 
