@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from agentd import daemon, inbox, ops
+from agentd import daemon, inbox
+from agentd.commands import engines, wakes
 from agentd.config import load_config
 from agentd.home import Home
 from agentd.loop import wake
@@ -38,7 +39,7 @@ def run_chat(home: Home) -> None:
         _loop(lambda text: _via_daemon(home, text))
         return
     config = load_config(home.root)
-    with ops.engine_for(home, config) as (sup, info):
+    with engines.engine_for(home, config) as (sup, info):
         agent = build_agent(home, config, sup.client(), model=info.model)
         click.echo(f"(engine {info.model}; Ctrl-D or Ctrl-C to leave)")
 
@@ -69,7 +70,7 @@ def run_chat(home: Home) -> None:
 
 
 def _via_daemon(home: Home, text: str) -> None:
-    note = ops.say(home, text)
+    note = wakes.say(home, text)
     reply = note.get("reply") if isinstance(note, dict) else note.reply
     click.echo(str(reply or "(no reply)"))
 

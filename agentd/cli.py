@@ -10,9 +10,20 @@ from typing import Any, TypeVar
 
 import click
 
-from agentd import __version__, ops
+from agentd import __version__
+from agentd.commands import (
+    approvals,
+    background,
+    engines,
+    memory,
+    overview,
+    schedule,
+    settings,
+    wakes,
+)
 from agentd.errors import AgentdError, UserError
-from agentd.home import Home, init_home, resolve_home_path
+from agentd.home import Home, resolve_home_path
+from agentd.template import init_home
 from engine.errors import EngineError, EngineStartError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -110,7 +121,7 @@ def config_get(c: Context, key: str) -> None:
 @pass_ctx
 def config_set(c: Context, key: str, value: str) -> None:
     """Set one setting (validated; committed), e.g. `agentd config set heartbeat.every 1h`."""
-    sha = ops.config_set(c.home(), key, value)
+    sha = settings.config_set(c.home(), key, value)
     click.echo(f"{key} = {value}" + (f"  (commit {sha[:8]})" if sha else "  (unchanged)"))
 
 
@@ -119,7 +130,7 @@ def config_set(c: Context, key: str, value: str) -> None:
 @pass_ctx
 def log(c: Context, limit: int) -> None:
     """The home's history: what the agent did and what you edited, told apart."""
-    for e in ops.log_entries(c.home(), limit):
+    for e in overview.log_entries(c.home(), limit):
         tokens = ""
         if "Prompt-Tokens" in e.trailers:
             tokens = f"  [{e.trailers['Prompt-Tokens']} prompt, {e.trailers.get('Cached-Tokens', '?')} cached]"
@@ -132,7 +143,7 @@ def log(c: Context, limit: int) -> None:
 @pass_ctx
 def status(c: Context, as_json: bool) -> None:
     """Daemon, engine, schedule, last wake, today's tokens and cache hit rate."""
-    report = ops.status_report(c.home())
+    report = overview.status_report(c.home())
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
@@ -184,7 +195,7 @@ def say(c: Context, message: str, timeout: float) -> None:
     Example:
       agentd say "what is on my list today?"
     """
-    result = ops.say(c.home(), message, timeout=timeout)
+    result = wakes.say(c.home(), message, timeout=timeout)
     if isinstance(result, dict):
         reply, status, error = result.get("reply"), result.get("status"), result.get("error")
     else:
@@ -228,7 +239,7 @@ def wake_heartbeat(c: Context) -> None:
         click.echo(f"heartbeat skipped: {decision.reason}")
         return
     ev = decision.event
-    result = ops.run_wake(home, lambda at: ev)
+    result = wakes.run_wake(home, lambda at: ev)
     _print_result(result)
 
 
@@ -238,7 +249,7 @@ def wake_heartbeat(c: Context) -> None:
 def wake_cron(c: Context, name: str) -> None:
     """Run the cron job NAME now."""
     home = c.home()
-    result = ops.run_wake(home, ops.cron_event(home, name))
+    result = wakes.run_wake(home, wakes.cron_event(home, name))
     _print_result(result)
 
 
@@ -258,7 +269,7 @@ def _print_result(result: Any) -> None:
 @pass_ctx
 def approve(c: Context, approval_id: str) -> None:
     """Run a shell command the agent parked for approval (see outbox/approvals/)."""
-    (command, workdir), result = ops.approve(c.home(), approval_id)
+    (command, workdir), result = approvals.approve(c.home(), approval_id)
     click.echo(f"ran in {workdir}:\n  {command}\n{result}")
 
 
@@ -267,7 +278,7 @@ def approve(c: Context, approval_id: str) -> None:
 @pass_ctx
 def deny(c: Context, approval_id: str) -> None:
     """Refuse a shell command the agent parked for approval."""
-    click.echo(ops.deny(c.home(), approval_id))
+    click.echo(approvals.deny(c.home(), approval_id))
 
 
 # ---------------------------------------------------------------------- daemon
@@ -286,7 +297,7 @@ def run(c: Context) -> None:
 @pass_ctx
 def start(c: Context) -> None:
     """Start the daemon in the background."""
-    state = ops.start_background(c.home())
+    state = background.start_background(c.home())
     click.echo(f"daemon running, pid {state['pid']}")
 
 
@@ -294,7 +305,7 @@ def start(c: Context) -> None:
 @pass_ctx
 def stop(c: Context) -> None:
     """Stop the background daemon (it finishes the running wake) and its engine."""
-    pid = ops.stop_background(c.home())
+    pid = background.stop_background(c.home())
     click.echo("daemon was not running" if pid is None else f"daemon {pid} stopped")
 
 
@@ -307,7 +318,7 @@ def service() -> None:
 @pass_ctx
 def service_install(c: Context) -> None:
     """Write ~/.config/systemd/user/agentd.service (Restart=on-failure)."""
-    unit = ops.install_service(c.home())
+    unit = background.install_service(c.home())
     click.echo(f"wrote {unit}\nenable it with: systemctl --user daemon-reload && systemctl --user enable --now agentd")
 
 
@@ -320,7 +331,7 @@ def cron() -> None:
 @pass_ctx
 def cron_list(c: Context) -> None:
     """Each job in CRON.md with its next run (and any errors, with file:line)."""
-    for line in ops.cron_lines(c.home()):
+    for line in schedule.cron_lines(c.home()):
         click.echo(line)
 
 
@@ -336,7 +347,7 @@ def engine() -> None:
 @pass_ctx
 def engine_start(c: Context) -> None:
     """Start the engine in the background (or adopt the one already running)."""
-    info = ops.engine_start(c.home())
+    info = engines.engine_start(c.home())
     click.echo(f"engine running: {info}")
 
 
@@ -344,7 +355,7 @@ def engine_start(c: Context) -> None:
 @pass_ctx
 def engine_stop(c: Context) -> None:
     """Stop the engine and every process it started."""
-    click.echo(ops.engine_stop(c.home()))
+    click.echo(engines.engine_stop(c.home()))
 
 
 @engine.command("status")
@@ -352,7 +363,7 @@ def engine_stop(c: Context) -> None:
 @pass_ctx
 def engine_status(c: Context, as_json: bool) -> None:
     """Backend, model, URL, PID, uptime, health and prefix-cache counters."""
-    st = ops.engine_status(c.home())
+    st = engines.engine_status(c.home())
     if as_json:
         click.echo(json.dumps(st, indent=2, default=str))
     else:
@@ -376,7 +387,7 @@ def model_use(c: Context, name: str, backend: str | None) -> None:
     Example:
       agentd model use ~/models/qwen2.5-3b-instruct-q4_k_m.gguf
     """
-    for line in ops.model_use(c.home(), name, backend):
+    for line in engines.model_use(c.home(), name, backend):
         click.echo(line)
 
 
@@ -384,7 +395,7 @@ def model_use(c: Context, name: str, backend: str | None) -> None:
 @pass_ctx
 def model_list(c: Context) -> None:
     """What is configured and, for llamacpp, the GGUF files available."""
-    for line in ops.model_list(c.home()):
+    for line in engines.model_list(c.home()):
         click.echo(line)
 
 
@@ -414,7 +425,7 @@ def stats(c: Context, since: str, as_json: bool) -> None:
 @pass_ctx
 def search(c: Context, query: str, k: int) -> None:
     """Full-text search over the home's Markdown (path:line: snippet)."""
-    for line in ops.search(c.home(), query, k):
+    for line in memory.search(c.home(), query, k):
         click.echo(line)
 
 
@@ -422,14 +433,14 @@ def search(c: Context, query: str, k: int) -> None:
 @pass_ctx
 def reindex(c: Context) -> None:
     """Rebuild the search index from scratch."""
-    click.echo(ops.reindex(c.home()))
+    click.echo(memory.reindex(c.home()))
 
 
 @cli.command()
 @pass_ctx
 def skills(c: Context) -> None:
     """The skills the agent knows, with their source (built-in / home) and any errors."""
-    for line in ops.skills_lines(c.home()):
+    for line in memory.skills_lines(c.home()):
         click.echo(line)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd.events import Event
-from agentd.home import atomic_write
+from agentd.fileio import atomic_write
 
 Message = dict[str, Any]
 IdSource = Callable[[], str]  # wake and session ids; injected where runs must be reproducible

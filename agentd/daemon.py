@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -30,10 +29,12 @@ import psutil
 from agentd import heartbeat as hb
 from agentd import inbox
 from agentd.config import Config, load_config
-from agentd.errors import AgentdError, LockedError, SecretError, SourceError
+from agentd.errors import AgentdError, SecretError, SourceError
 from agentd.events import Event, WakeResult
-from agentd.home import AGENT, Home, WriteAheadLog, atomic_write
+from agentd.fileio import atomic_write, file_lock, lock_held
+from agentd.home import AGENT, Home
 from agentd.loop import Agent, wake, warm_up
+from agentd.wal import WriteAheadLog
 from agentd.wiring import build_agent, make_supervisor, timezone_of
 from engine.errors import EngineError
 from engine.supervisor import EngineInfo, EngineSupervisor
@@ -74,37 +75,15 @@ def read_state(home: Home) -> dict[str, Any] | None:
 
 
 def daemon_lock_held(home: Home) -> bool:
-    path = home.runtime / "daemon.lock"
-    if not path.exists():
-        return False
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        return False
+    return lock_held(home.runtime / "daemon.lock")
 
 
 @contextlib.contextmanager
 def daemon_lock(home: Home) -> Iterator[None]:
     """One daemon per home: a second one is refused with the holder's PID."""
-    path = home.runtime / "daemon.lock"
-    fh = open(path, "a+")  # noqa: SIM115 - held for the daemon's life
-    try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "?"
-            raise LockedError(f"a daemon is already running on {home.root} (pid {holder})") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
+    running = lambda holder: f"a daemon is already running on {home.root}: {holder}"  # noqa: E731
+    with file_lock(home.runtime / "daemon.lock", timeout=0, purpose="daemon", refusal=running):
         yield
-    finally:
-        fh.close()
 
 
 # ---------------------------------------------------------------------- the queue

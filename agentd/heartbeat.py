@@ -14,7 +14,8 @@ from datetime import datetime
 
 from agentd.config import Config
 from agentd.events import Event
-from agentd.home import AGENT, Home, atomic_write
+from agentd.fileio import atomic_write
+from agentd.home import AGENT, Home
 from agentd.sandbox import jail_for, run_command
 from agentd.tools import approvals
 from agentd.tools.policy import ShellPolicy

@@ -8,41 +8,36 @@ edits are committed as their own commits before the agent's.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
-import json
 import logging
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
-from typing import IO, Any
 
 import git
 
-from agentd.errors import (
-    AgentdError,
-    HomeError,
-    LockedError,
-    PathError,
-    SecretError,
-    StaleWriteError,
+from agentd.errors import AgentdError, HomeError, PathError, StaleWriteError
+from agentd.fileio import (
+    ABSENT,
+    TMP_SUFFIX,
+    atomic_write,
+    content_digest,
+    file_digest,
+    file_lock,
+    fsync_dir,
+    sha256,
 )
-from agentd.secrets import Finding, SecretGuard, install_hook
+from agentd.secrets import SecretGuard, install_hook
+from agentd.wal import WriteAheadLog
+from agentd.withhold import find_secrets, record_withheld, still_withheld
 
 RUNTIME_DIR = ".agentd"
-TMP_SUFFIX = ".agentd-tmp"
-STEERING_FILES = ("AGENT.md", "USER.md", "HEARTBEAT.md", "CRON.md", "agent.yaml")
 HOME_MARKERS = ("agent.yaml", "AGENT.md")
 NOTICES = "outbox/notices.md"
 INDEX_LOCK_WAIT = 2.0  # seconds a git index.lock may be held by someone else before it counts as stale
-WITHHELD = "withheld.json"  # in .agentd/: the person's files left out of git for a credential
-ABSENT = "absent"  # the digest of "no file": never a sha256, so a deleted file is a write of nothing
 
 
 @dataclass(frozen=True)
@@ -60,45 +55,6 @@ log = logging.getLogger("agentd.home")
 
 AGENT = Identity("agentd", "agentd@localhost")
 FALLBACK_PERSON = Identity("person", "person@localhost")
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes | str, *, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old or the new file, never a part.
-
-    The bytes go to a temp file in the same directory, are fsynced, then renamed
-    over the target; the directory is fsynced so the rename survives power loss.
-    """
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}{TMP_SUFFIX}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        elif path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
 
 
 def default_home() -> Path:
@@ -121,15 +77,6 @@ def is_home(path: Path) -> bool:
     return (path / ".git").is_dir() and all((path / m).is_file() for m in HOME_MARKERS)
 
 
-def template_root() -> Path:
-    """The home template, from the installed package (wheel or editable checkout)."""
-    root = resources.files("agentd.home_template")
-    path = Path(str(root))
-    if not (path / "AGENT.md").is_file():
-        raise HomeError(f"agentd's home template is missing from the installation ({path})")
-    return path
-
-
 def _git_env(identity: Identity) -> dict[str, str]:
     return {
         "GIT_AUTHOR_NAME": identity.name,
@@ -139,71 +86,9 @@ def _git_env(identity: Identity) -> dict[str, str]:
     }
 
 
-def init_home(path: Path) -> Home:
-    """Create a home at ``path`` from the template: files, ``git init``, one commit.
-
-    All or nothing: if any step fails (a commit refused by a signing setup, a full
-    disk), what this call created is removed again, so trying again is not told
-    "already an agentd home" about a half-made one.
-    """
-    path = path.expanduser().absolute()
-    if path.exists() and not path.is_dir():
-        raise HomeError(f"{path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()):
-        if is_home(path):
-            raise HomeError(f"{path} is already an agentd home; nothing to do")
-        raise HomeError(f"{path} is not empty and is not an agentd home; choose an empty or new directory")
-    src = template_root()
-    created = path  # the topmost folder this call creates; removed on failure
-    while not created.parent.exists():
-        created = created.parent
-    existed = path.is_dir()
-    try:
-        return _populate_home(path, src)
-    except BaseException as e:
-        if existed:  # it was empty: everything in it is ours
-            for child in path.iterdir():
-                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-        else:
-            shutil.rmtree(created, ignore_errors=True)
-        if isinstance(e, (AgentdError, OSError, git.GitError)):
-            raise HomeError(f"could not create a home at {path} (nothing was left behind): {e}") from None
-        raise
-
-
-def _populate_home(path: Path, src: Path) -> Home:
-    path.mkdir(parents=True, exist_ok=True)
-    for item in sorted(src.rglob("*")):
-        rel = item.relative_to(src)
-        if "__pycache__" in rel.parts or rel.name == "__init__.py":
-            continue
-        # Dotfiles do not survive packaging, so the template names them without the dot.
-        target = path / Path(*[("." + p[4:]) if p.startswith("dot-") else p for p in rel.parts])
-        if item.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(item, target)
-    (path / RUNTIME_DIR).mkdir(exist_ok=True)
-    git.Repo.init(path, initial_branch="main")
-    install_hook(path)
-    home = Home(path)
-    home.commit("home: created by agentd init", identity=AGENT, all_changes=True)
-    return home
-
-
 def scan_for_secrets(home: Home, staged: list[str]) -> None:
     """The default pre-commit check: credential patterns and the values of agent.yaml's ``secrets.env``."""
     SecretGuard.for_home(home.root).check_commit(home, staged)
-
-
-def _sha_of_bytes(data: bytes | None) -> str:
-    return sha256(data) if data is not None else ABSENT
-
-
-def _state(path: Path) -> str:
-    """The digest of what ``path`` holds now: its sha256, or ABSENT when there is no file."""
-    return sha256(path.read_bytes()) if path.is_file() else ABSENT
 
 
 class Home:
@@ -294,7 +179,7 @@ class Home:
         for a file it has not touched, the committed content at HEAD (person edits
         are absorbed before every wake, so a difference means someone is editing it now).
         """
-        current = _state(self.root / rel)
+        current = file_digest(self.root / rel)
         if rel in self._seen:
             if current != self._seen[rel]:
                 raise StaleWriteError(
@@ -302,7 +187,7 @@ class Home:
                     "read it again and re-apply the change"
                 )
             return
-        if current != _sha_of_bytes(self.head_bytes(rel)):
+        if current != content_digest(self.head_bytes(rel)):
             raise StaleWriteError(
                 f"{rel} has changes that are not committed yet (the person is editing it); "
                 "read it first, then write"
@@ -337,8 +222,8 @@ class Home:
         committed at HEAD, or exactly what the agent itself last wrote.
         """
         self.check_fresh(rel)
-        current = _state(self.root / rel)
-        if current != _sha_of_bytes(self.head_bytes(rel)) and current != self._wrote.get(rel):
+        current = file_digest(self.root / rel)
+        if current != content_digest(self.head_bytes(rel)) and current != self._wrote.get(rel):
             raise StaleWriteError(
                 f"{rel} has changes that are not committed yet (the person's edits); "
                 "the agent does not delete them"
@@ -383,7 +268,7 @@ class Home:
 
     def changed_behind_agent(self) -> list[str]:
         """Files the agent read or wrote whose content someone else has changed since."""
-        return [rel for rel, seen in sorted(self._seen.items()) if _state(self.root / rel) != seen]
+        return [rel for rel, seen in sorted(self._seen.items()) if file_digest(self.root / rel) != seen]
 
     def forget_reads(self) -> None:
         self._seen.clear()
@@ -423,7 +308,7 @@ class Home:
         if all_changes or paths is None:
             self.repo.git.add("-A")
             # The person's files withheld for a credential stay out until they change.
-            exclude = [*(exclude or []), *self._still_withheld()]
+            exclude = [*(exclude or []), *still_withheld(self)]
         elif paths:
             self.repo.git.add("-A", "--", *paths)
         if exclude:
@@ -471,65 +356,18 @@ class Home:
         ``exclude``: paths left for the coming wake's commit (the message that woke it).
         A file holding a credential is not committed: it stays in the working tree,
         out of git, the rest is committed, and the person is told once in
-        outbox/notices.md (file:line and kind, never the value). See :meth:`withheld`.
+        outbox/notices.md (file:line and kind, never the value). See :mod:`agentd.withhold`.
         """
         dirty = [p for p in self.dirty_paths() if p not in (exclude or [])]
-        held = self._withhold_secrets(dirty)
+        held = find_secrets(self, dirty)
         dirty = [p for p in dirty if p not in held]
         sha = None
         if dirty:
             shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
             verb = "edited" if all((self.root / p).exists() for p in dirty) else "changed"
             sha = self.commit(f"person: {verb} {shown}", identity=self.person_identity(), all_changes=True, exclude=[*(exclude or []), *held])
-        told = self._read_withheld()
-        self._write_withheld(held)
-        news = [f for rel, findings in held.items() if told.get(rel, {}).get("sha") != _state(self.root / rel) for f in findings]
-        if news:
-            where = "; ".join(f"{rel}:{line} ({kind})" for rel, line, kind in news[:5]) + (f" and {len(news) - 5} more" if len(news) > 5 else "")
-            self.notify(
-                f"I left your edit out of git because it looks like a credential: {where}. "
-                "It stays in your working tree, uncommitted; once you remove it (or move it to an "
-                "environment variable) it is committed as your edit."
-            )
+        record_withheld(self, held)
         return sha
-
-    def withheld(self) -> dict[str, list[Finding]]:
-        """The person's files left uncommitted because they hold a credential, with (path, line, kind)."""
-        return {rel: [(rel, int(line), str(kind)) for line, kind in v.get("findings", [])] for rel, v in self._read_withheld().items()}
-
-    def _withhold_secrets(self, dirty: list[str]) -> dict[str, list[Finding]]:
-        if self.pre_commit is None or not dirty:
-            return {}
-        try:
-            self.pre_commit(self, dirty)
-            return {}
-        except SecretError as e:
-            findings = e.findings
-        if not findings:  # a check that does not say where: find the files one by one
-            for rel in dirty:
-                try:
-                    self.pre_commit(self, [rel])
-                except SecretError as e:
-                    findings += e.findings or [(rel, 0, "credential")]
-        held: dict[str, list[Finding]] = {}
-        for f in findings:
-            held.setdefault(f[0], []).append(f)
-        return held
-
-    def _read_withheld(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = json.loads((self.runtime / WITHHELD).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
-
-    def _write_withheld(self, held: dict[str, list[Finding]]) -> None:
-        record = {rel: {"sha": _state(self.root / rel), "findings": [[line, kind] for _, line, kind in fs]} for rel, fs in held.items()}
-        if record != self._read_withheld():  # most absorbs hold nothing back: no write then
-            atomic_write(self.runtime / WITHHELD, json.dumps(record, sort_keys=True))
-
-    def _still_withheld(self) -> list[str]:
-        return [rel for rel, v in self._read_withheld().items() if v.get("sha") == _state(self.root / rel)]
 
     def notify(self, text: str) -> str | None:
         """Tell the person: a line in outbox/notices.md, committed as the agent's. Call under the lock.
@@ -574,7 +412,8 @@ class Home:
     @contextlib.contextmanager
     def lock(self, *, timeout: float = 30.0, purpose: str = "write") -> Iterator[Home]:
         """Hold the home's write lock (one process at a time writes and commits)."""
-        with file_lock(self.runtime / "home.lock", timeout=timeout, purpose=purpose):
+        locked = lambda holder: f"{self.root} is locked by {holder}"  # noqa: E731
+        with file_lock(self.runtime / "home.lock", timeout=timeout, purpose=purpose, refusal=locked):
             self._holding_lock = True
             try:
                 yield self
@@ -590,114 +429,4 @@ class Home:
                 tmp.unlink(missing_ok=True)
                 done.append(f"removed temp file {tmp.relative_to(self.root)}")
         done.extend(WriteAheadLog(self.runtime).roll_back(self))
-        return done
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, *, timeout: float, purpose: str) -> Iterator[IO[str]]:
-    """An fcntl lock on ``path`` that records the holder's pid; waits up to ``timeout`` s."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a+")  # noqa: SIM115 - held for the duration of the context
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    fh.seek(0)
-                    holder = fh.read().strip() or "another process"
-                    raise LockedError(f"{path.parent.parent} is locked by {holder}") from None
-                time.sleep(0.05)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} ({purpose})")
-        fh.flush()
-        yield fh
-    finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        fh.close()
-
-
-class WriteAheadLog:
-    """Notes each agent write before it happens, so a wake killed before its commit can be undone.
-
-    A wake opens the log (``begin``), every agent write or move appends an intent
-    with the hash of the new content (ABSENT for a delete), and the commit closes it
-    (``end``). On the next start, a log still open means the wake never committed:
-    files that still hold exactly what the agent left (deleted ones: still absent) go
-    back to HEAD, moves are reversed, and anything else (the person's edits) is kept.
-    """
-
-    def __init__(self, runtime: Path) -> None:
-        self.path = runtime / "wake.wal"
-
-    def active(self) -> bool:
-        return self.path.exists()
-
-    def begin(self, label: str) -> None:
-        self._append({"op": "begin", "label": label})
-
-    def end(self) -> None:
-        self.path.unlink(missing_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            fsync_dir(self.path.parent)
-
-    def intend(self, rel: str, digest: str) -> None:
-        if self.active():
-            self._append({"op": "write", "path": rel, "sha": digest})
-
-    def intend_move(self, src: str, dst: str, digest: str) -> None:
-        if self.active():
-            self._append({"op": "move", "src": src, "dst": dst, "sha": digest})
-
-    def _append(self, record: dict[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def records(self) -> list[dict[str, str]]:
-        if not self.path.exists():
-            return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a record torn by the crash: everything before it is whole
-        return out
-
-    def label(self) -> str | None:
-        for r in self.records():
-            if r.get("op") == "begin":
-                return r.get("label")
-        return None
-
-    def roll_back(self, home: Home) -> list[str]:
-        if not self.active():
-            return []
-        done: list[str] = []
-        for rec in reversed(self.records()):
-            if rec["op"] == "write":
-                target = home.root / rec["path"]
-                committed = home.head_bytes(rec["path"])
-                left = _state(target)
-                if not target.is_dir() and left == rec["sha"] and left != _sha_of_bytes(committed):
-                    if committed is None:
-                        target.unlink()
-                    else:
-                        atomic_write(target, committed)
-                    done.append(f"undid unfinished {'delete of' if left == ABSENT else 'write to'} {rec['path']}")
-            elif rec["op"] == "move":
-                src, dst = home.root / rec["src"], home.root / rec["dst"]
-                moved_in_head = home.head_bytes(rec["dst"]) is not None and home.head_bytes(rec["src"]) is None
-                if not moved_in_head and dst.is_file() and not src.exists() and sha256(dst.read_bytes()) == rec["sha"]:
-                    src.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(dst, src)
-                    done.append(f"moved {rec['dst']} back to {rec['src']}")
-        self.end()
         return done

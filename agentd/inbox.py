@@ -20,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 
 from agentd.events import Event, WakeResult
-from agentd.home import AGENT, Home, atomic_write
+from agentd.fileio import atomic_write
+from agentd.home import AGENT, Home
 
 MAX_MESSAGE_CHARS = 20_000
 IGNORED = {"README.md", ".gitkeep"}

@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime, tzinfo
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agentd.config import Config, load_config
+from agentd.config import Config
 from agentd.context import ContextCompiler, IdSource, build_prefix, random_id
 from agentd.errors import SourceError
-from agentd.home import Home, resolve_home_path
+from agentd.home import Home
 from agentd.ledger import Ledger
 from agentd.loop import Agent
 from agentd.secrets import SecretGuard
@@ -33,10 +32,6 @@ from agentd.tools.shell import ShellTool
 from engine.client import Timeouts
 from engine.supervisor import EngineSupervisor
 from engine.types import ChatEngine, EngineSettings
-
-
-def open_home(home: str | Path | None) -> Home:
-    return Home.open(resolve_home_path(home))
 
 
 def timezone_of(config: Config) -> tzinfo:
@@ -142,8 +137,3 @@ def build_agent(
         mask=guard.mask,
         new_id=new_id,
     )
-
-
-def load(home_opt: str | Path | None) -> tuple[Home, Config]:
-    home = open_home(home_opt)
-    return home, load_config(home.root)

@@ -59,8 +59,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agentd.config import load_config  # noqa: E402
 from agentd.context import seeded_ids  # noqa: E402
 from agentd.events import Event  # noqa: E402
-from agentd.home import Home, init_home  # noqa: E402
+from agentd.home import Home  # noqa: E402
 from agentd.loop import session_kind, wake, warm_up  # noqa: E402
+from agentd.template import init_home  # noqa: E402
 from agentd.tools.base import ToolContext, ToolOutcome, ToolRegistry  # noqa: E402
 from agentd.wiring import build_agent  # noqa: E402
 from engine.cache_model import PrefixCacheModel  # noqa: E402

@@ -11,7 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from agentd.home import AGENT, init_home
+from agentd.home import AGENT
+from agentd.template import init_home
 from memory.search import SearchIndex
 
 WORDS = ["agent", "memory", "journal", "commit", "heartbeat", "schedule", "engine", "cache", "prefix", "token", "model", "skill", "wiki", "note", "plan", "task", "person", "garden", "fern", "kitchen", "bicycle", "invoice", "meeting", "travel", "passport", "dentist", "recipe", "budget", "server", "backup", "python", "rust", "release", "deploy", "review", "design", "paper", "chapter", "draft", "letter", "family", "holiday", "weather", "market"]

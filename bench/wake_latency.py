@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agentd.config import load_config  # noqa: E402
 from agentd.events import Event  # noqa: E402
-from agentd.home import AGENT, init_home  # noqa: E402
+from agentd.home import AGENT  # noqa: E402
 from agentd.loop import wake  # noqa: E402
+from agentd.template import init_home  # noqa: E402
 from agentd.wiring import build_agent  # noqa: E402
 from bench.search import build  # noqa: E402
 from engine.types import ChatResult, Usage  # noqa: E402

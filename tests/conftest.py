@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agentd.home import Home, init_home
+from agentd.home import Home
+from agentd.template import init_home
 
 
 @pytest.fixture(autouse=True)

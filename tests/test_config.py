@@ -145,10 +145,10 @@ def test_engine_timeouts_reach_the_supervisor(home: Home, monkeypatch: pytest.Mo
 
 
 def test_get_and_set_settings_of_option_sections(home: Home) -> None:
-    from agentd import ops
+    from agentd.commands import settings
 
     assert cfg.get_value(home.root, "engine.timeouts.first_byte") == 300.0  # the default, not in the file
-    ops.config_set(home, "engine.timeouts.first_byte", "600")
+    settings.config_set(home, "engine.timeouts.first_byte", "600")
     assert cfg.get_value(home.root, "engine.timeouts.first_byte") == 600
 
 

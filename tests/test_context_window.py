@@ -13,9 +13,10 @@ from agentd.context import CHARS_PER_TOKEN, MESSAGE_TOKENS
 from agentd.errors import ConfigError
 from agentd.events import Event
 from agentd.home import Home
-from agentd.loop import COMPACTION_MAX_TOKENS, Agent, headroom, needs_compaction, wake
+from agentd.loop import Agent, wake
 from agentd.wiring import build_agent
 from engine.errors import EngineHTTPError
+from memory.compaction import COMPACTION_MAX_TOKENS, headroom, needs_compaction
 from tests.doubles.scripted_engine import ScriptedEngine
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)

@@ -501,7 +501,7 @@ def test_engine_of_a_killed_daemon_is_not_orphaned(home: Home, daemon: Callable[
 
 
 def test_stop_that_has_to_kill_the_daemon_stops_its_engine_too(home: Home, daemon: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch) -> None:
-    from agentd.ops import stop_background
+    from agentd.commands.background import stop_background
     from engine import backends
     from tests.doubles.engine_process import DoubleEngineBackend
 

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from agentd.errors import HomeError, LockedError, PathError, StaleWriteError
-from agentd.home import AGENT, Home, WriteAheadLog, atomic_write, init_home, resolve_home_path
+from agentd.fileio import atomic_write
+from agentd.home import AGENT, Home, resolve_home_path
+from agentd.template import init_home
+from agentd.wal import WriteAheadLog
 
 
 def commits(home: Home) -> list[str]:

@@ -11,9 +11,11 @@ import pytest
 from agentd.config import load_config
 from agentd.context import IdSource, random_id, seeded_ids
 from agentd.events import Event
-from agentd.home import Home, WriteAheadLog, init_home
+from agentd.home import Home
 from agentd.loop import Agent, wake
+from agentd.template import init_home
 from agentd.tools.base import ToolRegistry
+from agentd.wal import WriteAheadLog
 from agentd.wiring import build_agent, build_registry
 from engine.errors import EngineUnavailable
 from engine.types import ChatResult, Usage

@@ -61,7 +61,7 @@ def run_in(venv: Path, cwd: Path, *argv: str) -> subprocess.CompletedProcess[str
 
 
 def test_wheel_contains_template_and_skills(venv: Path, tmp_path: Path) -> None:
-    probe = run_in(venv, tmp_path, "python", "-c", "import agentd.home as h, agentd.skills as s; print(h.template_root()); print(h.__file__)")
+    probe = run_in(venv, tmp_path, "python", "-c", "import agentd.template as t, agentd.skills as s; print(t.template_root()); print(t.__file__)")
     assert probe.returncode == 0, probe.stderr
     template, module = (Path(line) for line in probe.stdout.split())
     assert template.is_relative_to(venv) and module.is_relative_to(venv), probe.stdout

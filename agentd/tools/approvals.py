@@ -24,7 +24,8 @@ from pathlib import Path
 
 from agentd.config import Config
 from agentd.errors import UserError
-from agentd.home import Home, atomic_write
+from agentd.fileio import atomic_write
+from agentd.home import Home
 from agentd.sandbox import jail_for, run_command
 from agentd.tools.policy import ShellPolicy
 

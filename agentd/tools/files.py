@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from agentd.errors import PathError, StaleWriteError, ToolError
-from agentd.home import RUNTIME_DIR, atomic_write, sha256
+from agentd.fileio import atomic_write, sha256
+from agentd.home import RUNTIME_DIR
 from agentd.tools.approvals import FOLDER as APPROVALS
 from agentd.tools.base import Tool, ToolContext
 

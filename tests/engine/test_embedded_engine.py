@@ -121,8 +121,8 @@ def test_requests_extend_each_other_in_tokens(real_engine: EngineSupervisor, tmp
 
     from agentd.config import load_config
     from agentd.events import Event
-    from agentd.home import init_home
     from agentd.loop import wake
+    from agentd.template import init_home
     from agentd.wiring import build_agent
     from tests.doubles.scripted_engine import ScriptedEngine
 

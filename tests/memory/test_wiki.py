@@ -103,7 +103,7 @@ def test_a_page_edited_during_the_compile_is_kept_and_committed_as_the_persons(h
 
 
 def test_the_page_of_a_deleted_source_goes_through_the_write_ahead_log(home: Home) -> None:
-    from agentd.home import WriteAheadLog
+    from agentd.wal import WriteAheadLog
 
     _compiled_grinders(home)
     (home.root / "raw/g.md").unlink()

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from agentd.config import Config, load_config, parse_document, validate
 from agentd.errors import ConfigError
 from agentd.events import Event
-from agentd.home import Home, init_home
+from agentd.home import Home
 from agentd.inbox import read_message
+from agentd.template import init_home
 from agentd.tools.base import ToolContext
 from agentd.wiring import build_registry
 

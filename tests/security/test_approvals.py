@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from agentd.commands.approvals import approve, deny
 from agentd.config import load_config
 from agentd.events import Event
 from agentd.home import AGENT, Home
-from agentd.ops import approve, deny
 from agentd.tools import approvals
 from agentd.tools.base import ToolContext, ToolRegistry
 from agentd.tools.files import EditFileTool, WriteFileTool

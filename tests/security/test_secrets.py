@@ -17,6 +17,7 @@ from agentd.home import AGENT, Home
 from agentd.loop import wake
 from agentd.secrets import HOOK_MARKER, SecretGuard, scan_text
 from agentd.wiring import build_agent
+from agentd.withhold import withheld
 from tests.doubles.scripted_engine import ScriptedEngine
 
 PEM = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
@@ -83,7 +84,7 @@ def test_person_file_with_a_credential_is_withheld_not_blocking(home: Home) -> N
     sha = home.absorb_person_edits()
     assert sha is not None and home.repo.git.show("--name-only", "--format=", sha).split() == ["USER.md"]
     assert home.dirty_paths() == ["creds.md"]
-    assert home.withheld() == {"creds.md": [("creds.md", 2, "AWS access key id")]}
+    assert withheld(home) == {"creds.md": [("creds.md", 2, "AWS access key id")]}
     notices = (home.root / "outbox/notices.md").read_text()
     assert "creds.md:2 (AWS access key id)" in notices and "AKIA" not in notices
     assert scan_text(notices) == []
@@ -99,7 +100,7 @@ def test_person_file_with_a_credential_is_withheld_not_blocking(home: Home) -> N
     (home.root / "creds.md").write_text("fine\nthe key is in my password manager\n")
     sha = home.absorb_person_edits()
     assert sha is not None and "creds.md" in home.repo.git.show("--name-only", "--format=", sha)
-    assert home.dirty_paths() == [] and home.withheld() == {}
+    assert home.dirty_paths() == [] and withheld(home) == {}
     assert "AKIA" not in home.repo.git.log("-p", "--all")
 
 

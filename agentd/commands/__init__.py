@@ -1,0 +1,1 @@
+"""What the CLI commands do, one module per command group, so the commands stay thin and the logic testable."""
