@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from agentd.home import Home, init_home
+from tests.doubles import PLUGINS
+
+# The backend doubles are plugins like any other: their dist-info is found on sys.path.
+sys.path.append(str(PLUGINS))
 
 
 @pytest.fixture(autouse=True)
