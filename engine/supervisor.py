@@ -321,7 +321,7 @@ class EngineSupervisor:
 
     # ------------------------------------------------------------ clients and status
     def _client_for(self, info: EngineInfo) -> OpenAIClient:
-        external = info.backend == "openai"
+        external = not self.backend.supervised  # a server someone else runs: send it the session key too
         return OpenAIClient(
             info.url,
             info.api_key,
