@@ -378,7 +378,7 @@ def model() -> None:
 
 @model.command("use")
 @click.argument("name")
-@click.option("--backend", type=click.Choice(["llamacpp", "vllm", "openai"]), help="Switch backend too.")
+@click.option("--backend", help="Switch backend too (llamacpp, vllm, openai or one a plugin installed).")
 @pass_ctx
 def model_use(c: Context, name: str, backend: str | None) -> None:
     """Swap the model: agent.yaml updated (comments kept), committed, engine restarted, self-tested.

@@ -6,7 +6,7 @@ import difflib
 import io
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -18,8 +18,13 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from agentd.errors import ConfigError
-from engine.backends import LLAMACPP_DEFAULT_N_CTX
+from engine.backends import backend_class, installed
 from engine.client import Timeouts
+from engine.errors import BackendMissing
+from engine.options import Check as Validator
+from engine.options import choice as _choice
+from engine.options import text as _text
+from engine.options import whole_number as _int
 from scheduler.timespec import ActiveHours, parse_duration
 
 CONFIG_FILE = "agent.yaml"
@@ -33,26 +38,26 @@ class EngineConfig:
     url: str | None = None
     api_key_env: str | None = None
     context_tokens: int | None = None  # the engine's context window; None: the backend's own setting
-    llamacpp: Mapping[str, Any] = field(default_factory=dict)
-    vllm: Mapping[str, Any] = field(default_factory=dict)
+    # engine.<backend> sections: each installed backend's options as written (empty ones left out).
+    backend_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     timeouts: Mapping[str, float] = field(default_factory=dict)  # seconds: connect, first_byte, idle, total
+
+    def options(self) -> Mapping[str, Any]:
+        """The chosen backend's options."""
+        return self.backend_options.get(self.backend, {})
 
     def context_window(self) -> int | None:
         """Tokens one request may hold (prompt + completion), or None when unknown.
 
-        Set explicitly with ``engine.context_tokens``; otherwise llama.cpp's ``n_ctx``
-        and vLLM's ``max_model_len`` are what the supervised engine was started with.
+        Set explicitly with ``engine.context_tokens``; otherwise the backend says what its
+        engine is started with (llama.cpp's ``n_ctx``, vLLM's ``max_model_len``).
         """
         if self.context_tokens:
             return self.context_tokens
         try:
-            if self.backend == "llamacpp":
-                return int(self.llamacpp.get("n_ctx", LLAMACPP_DEFAULT_N_CTX))
-            if self.backend == "vllm" and self.vllm.get("max_model_len"):
-                return int(self.vllm["max_model_len"])
-        except (TypeError, ValueError):
+            return backend_class(self.backend)().context_window(self.options())
+        except (BackendMissing, TypeError, ValueError):
             return None  # the engine layer reports the bad option when it starts
-        return None
 
 
 @dataclass(frozen=True)
@@ -104,26 +109,14 @@ class Config:
 
 # ------------------------------------------------------------------ validators
 # Each takes the YAML value and returns the typed value, or raises ValueError
-# whose text is what was expected.
-Validator = Callable[[Any], Any]
+# whose text is what was expected (engine/options.py has the ones backends use too).
 
 
-def _choice(*options: str) -> Validator:
-    def check(v: Any) -> str:
-        if v not in options:
-            raise ValueError("one of " + ", ".join(options))
-        return str(v)
-
-    return check
-
-
-def _int(lo: int, hi: int | None = None) -> Validator:
-    def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-            raise ValueError(f"a whole number ≥ {lo}" + (f" and ≤ {hi}" if hi is not None else ""))
-        return int(v)
-
-    return check
+def _backend(v: Any) -> str:
+    names = sorted(installed())
+    if v not in names:
+        raise ValueError("one of the installed backends: " + ", ".join(names))
+    return str(v)
 
 
 def _opt_int(lo: int) -> Validator:
@@ -139,12 +132,6 @@ def _seconds(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
         raise ValueError("a positive number of seconds")
     return float(v)
-
-
-def _text(v: Any) -> str:
-    if not isinstance(v, str) or not v.strip():
-        raise ValueError("a non-empty string")
-    return v
 
 
 def _opt_text(v: Any) -> str | None:
@@ -221,44 +208,17 @@ def _env_names(v: Any) -> tuple[str, ...]:
     return items
 
 
-def _number(lo: float, hi: float | None = None, *, what: str) -> Validator:
-    def check(v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= lo or (hi is not None and v > hi):
-            raise ValueError(what)
-        return float(v)
-
-    return check
-
-
-def _args(v: Any) -> tuple[str, ...]:
-    if v is None:
-        return ()
-    if not isinstance(v, list) or not all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in v):
-        raise ValueError('a list of command-line arguments, e.g. ["--max-num-seqs", "8"]')
-    return tuple(str(x) for x in v)
-
-
-# dotted key -> (validator, where the typed value goes)
+# dotted key -> validator. Each backend's own section, engine.<backend>, is its
+# class's ``options`` (engine/backends.py), so a typo there is reported here too.
 FIELDS: dict[str, Validator] = {
     "name": _text,
     "timezone": _timezone,
-    "engine.backend": _choice("llamacpp", "vllm", "openai"),
+    "engine.backend": _backend,
     "engine.model": _text,
     "engine.tool_calling": _choice("json", "native"),
     "engine.url": _opt_text,
     "engine.api_key_env": _env_name,
     "engine.context_tokens": _opt_int(256),
-    # Backend options: each one the backend reads is listed, so a typo is reported
-    # here with its line instead of being ignored (or failing when the engine starts).
-    "engine.llamacpp.n_ctx": _int(256),
-    "engine.llamacpp.n_threads": _int(1),
-    "engine.llamacpp.pinned_prefixes": _int(0),
-    "engine.vllm.tool_call_parser": _text,
-    "engine.vllm.max_model_len": _int(256),
-    "engine.vllm.gpu_memory_utilization": _number(0, 1, what="a fraction of GPU memory above 0 and at most 1, e.g. 0.85"),
-    "engine.vllm.kv_offloading_size": _number(0, what="a size in GiB above 0"),
-    "engine.vllm.prefix_caching_hash_algo": _text,
-    "engine.vllm.extra_args": _args,
     # How long a request may wait on the engine (engine/client.py Timeouts has the defaults).
     "engine.timeouts.connect": _seconds,
     "engine.timeouts.first_byte": _seconds,
@@ -288,31 +248,48 @@ FIELDS: dict[str, Validator] = {
     "files.allow": _strings,
     "secrets.env": _env_names,
 }
-SECTIONS = {key.rsplit(".", i)[0] for key in FIELDS for i in range(1, key.count(".") + 1)}
-# Sections whose settings are handed to the engine backend as a mapping of options;
-# an option left empty (``n_threads:``) means the backend's default.
-BACKEND_OPTIONS = ("engine.llamacpp", "engine.vllm")
-OPTION_DEFAULTS = {"engine.llamacpp.n_ctx": LLAMACPP_DEFAULT_N_CTX, "engine.llamacpp.pinned_prefixes": 4}
-OPTION_DEFAULTS.update({f"engine.timeouts.{k}": v for k, v in asdict(Timeouts()).items()})
+OPTION_DEFAULTS = {f"engine.timeouts.{k}": v for k, v in asdict(Timeouts()).items()}
 
 
-def _children(prefix: str) -> list[str]:
+def fields() -> dict[str, Validator]:
+    """FIELDS and each installed backend's options, as ``engine.<backend>.<option>``."""
+    known = dict(FIELDS)
+    for name, cls in installed().items():
+        known.update({f"engine.{name}.{opt}": o.check for opt, o in cls.options.items()})
+    return known
+
+
+def _sections(known: Mapping[str, Validator]) -> set[str]:
+    return {key.rsplit(".", i)[0] for key in known for i in range(1, key.count(".") + 1)}
+
+
+def _backend_option(key: str) -> tuple[str, str] | None:
+    """(backend, option) for ``engine.<backend>.<option>``; an option left empty means the backend's default."""
+    parts = key.split(".")
+    if len(parts) == 3 and parts[0] == "engine" and parts[1] in installed():
+        return parts[1], parts[2]
+    return None
+
+
+def _children(prefix: str, known: Mapping[str, Validator]) -> list[str]:
     """The names directly under ``prefix`` ("" for the top level): settings and sections."""
-    names = {k[len(prefix):].split(".")[0] for k in FIELDS if k.startswith(prefix)}
+    names = {k[len(prefix):].split(".")[0] for k in known if k.startswith(prefix)}
     return sorted(names)
 
 
-def unknown_setting(key: str) -> str:
+def unknown_setting(key: str, known: Mapping[str, Validator] | None = None) -> str:
     """``unknown setting 'heartbeat.evry' (did you mean heartbeat.every? known under heartbeat: …)``."""
+    known = fields() if known is None else known
+    sections = _sections(known)
     parts = key.split(".")
     depth = 0  # how much of the key names a known section
-    while depth < len(parts) - 1 and ".".join(parts[: depth + 1]) in SECTIONS:
+    while depth < len(parts) - 1 and ".".join(parts[: depth + 1]) in sections:
         depth += 1
     prefix = ".".join(parts[:depth]) + "." if depth else ""
-    close = difflib.get_close_matches(key, sorted(FIELDS), n=1, cutoff=0.75)
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
     hint = f"did you mean {close[0]}? " if close else ""
     where = f"under {prefix[:-1]}" if prefix else "at the top level"
-    return f"unknown setting {key!r} ({hint}known {where}: {', '.join(_children(prefix))})"
+    return f"unknown setting {key!r} ({hint}known {where}: {', '.join(_children(prefix, known))})"
 
 
 def _yaml() -> YAML:
@@ -350,30 +327,33 @@ def validate(doc: CommentedMap, path: Path) -> Config:
     errors: list[ConfigError] = []
     values: dict[str, Any] = {}
     lines: dict[str, int | None] = {}
+    known = fields()
+    sections = _sections(known)
 
     def visit(node: CommentedMap, prefix: str) -> None:
         for key in node:
             dotted = f"{prefix}{key}"
             line = lines[dotted] = _line_of(node, key)
             value = node[key]
-            if dotted in FIELDS:
-                if value is None and dotted.startswith(BACKEND_OPTIONS):
+            if dotted in known:
+                if value is None and _backend_option(dotted):
                     continue  # left empty: the backend's default
                 try:
-                    values[dotted] = FIELDS[dotted](value)
+                    values[dotted] = known[dotted](value)
                 except ValueError as e:
                     errors.append(ConfigError(path, line, f"{dotted}: expected {e}, got {value!r}"))
-            elif dotted in SECTIONS:
+            elif dotted in sections:
                 if isinstance(value, CommentedMap):
                     visit(value, dotted + ".")
                 elif value is not None:
                     errors.append(ConfigError(path, line, f"{dotted}: expected a section of settings"))
             else:
-                errors.append(ConfigError(path, line, unknown_setting(dotted)))
+                errors.append(ConfigError(path, line, unknown_setting(dotted, known)))
 
     visit(doc, "")
-    if values.get("engine.backend") == "openai" and not values.get("engine.url"):
-        errors.append(ConfigError(path, lines.get("engine.backend"), "engine.url is required for backend: openai (e.g. url: http://127.0.0.1:8000/v1)"))
+    chosen = values.get("engine.backend")
+    if chosen in installed() and not installed()[chosen].supervised and not values.get("engine.url"):
+        errors.append(ConfigError(path, lines.get("engine.backend"), f"engine.url is required for backend: {chosen} (e.g. url: http://127.0.0.1:8000/v1)"))
     leaked = sorted(set(values.get("shell.env", ())) & set(values.get("secrets.env", ())))
     if leaked:
         errors.append(ConfigError(path, lines.get("shell.env"), f"shell.env: {', '.join(leaked)} is listed in secrets.env; a secret never enters a command's environment"))
@@ -402,8 +382,7 @@ def validate(doc: CommentedMap, path: Path) -> Config:
             url=get("engine.url", e.url),
             api_key_env=get("engine.api_key_env", e.api_key_env),
             context_tokens=get("engine.context_tokens", e.context_tokens),
-            llamacpp=options("engine.llamacpp"),
-            vllm={k: list(v) if isinstance(v, tuple) else v for k, v in options("engine.vllm").items()},
+            backend_options={name: opts for name in installed() if (opts := options(f"engine.{name}"))},
             timeouts=options("engine.timeouts"),
         ),
         heartbeat=HeartbeatConfig(
@@ -438,20 +417,23 @@ def get_value(home_root: Path, key: str) -> Any:
     path = home_root / CONFIG_FILE
     doc = parse_document(path.read_text(encoding="utf-8"), path)
     node: Any = doc
+    known = fields()
     for part in key.split("."):
         if not isinstance(node, Mapping) or part not in node:
-            if key in FIELDS:
+            if key in known:
                 return _default_of(key)
-            if key in SECTIONS:
+            if key in _sections(known):
                 return {}
-            raise ConfigError(path, None, unknown_setting(key))
+            raise ConfigError(path, None, unknown_setting(key, known))
         node = node[part]
     return node
 
 
 def _default_of(key: str) -> Any:
-    if key in OPTION_DEFAULTS or key.startswith(BACKEND_OPTIONS):
-        return OPTION_DEFAULTS.get(key)
+    if key in OPTION_DEFAULTS:
+        return OPTION_DEFAULTS[key]
+    if option := _backend_option(key):
+        return backend_class(option[0]).options[option[1]].default
     renamed = {"files.allow": "files_allow", "secrets.env": "secrets_env"}
     obj: Any = Config()
     if key in renamed:
@@ -474,9 +456,10 @@ def set_values(home_root: Path, changes: Mapping[str, str]) -> tuple[str, Config
     """Several settings at once, validated together (see :func:`set_value`)."""
     path = home_root / CONFIG_FILE
     doc = parse_document(path.read_text(encoding="utf-8"), path)
+    known = fields()
     for key, raw in changes.items():
-        if key not in FIELDS:
-            raise ConfigError(path, None, unknown_setting(key))
+        if key not in known:
+            raise ConfigError(path, None, unknown_setting(key, known))
         try:
             value = _yaml().load(raw) if raw.strip() else None
         except YAMLError as e:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime, tzinfo
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from agentd.config import Config
@@ -29,6 +28,7 @@ from agentd.tools.memory_tools import (
 )
 from agentd.tools.reply import DoneTool, ReplyTool
 from agentd.tools.shell import ShellTool
+from engine.backends import backend_class
 from engine.client import Timeouts
 from engine.supervisor import EngineSupervisor
 from engine.types import ChatEngine, EngineSettings
@@ -49,14 +49,13 @@ def session_key(home: Home) -> str:
 
 def engine_settings(home: Home, config: Config) -> EngineSettings:
     e = config.engine
-    options: dict[str, Any] = dict(e.llamacpp if e.backend == "llamacpp" else e.vllm if e.backend == "vllm" else {})
     return EngineSettings(
         backend=e.backend,
         model=e.model,
         url=e.url,
         api_key_env=e.api_key_env,
         session_key=session_key(home),
-        options=options,
+        options=dict(e.options()),
     )
 
 
@@ -122,7 +121,7 @@ def build_agent(
         prefix = build_prefix(read, registry.schemas(), skills.index_text(), tool_calling=config.engine.tool_calling)
         return compiler.start_epoch(prefix, cause)
 
-    extra: dict[str, Any] | None = {"cache_prefix_messages": 1} if config.engine.backend == "llamacpp" else None
+    extra = backend_class(config.engine.backend)().request_extras()
     return Agent(
         home=home,
         config=config,

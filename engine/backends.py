@@ -1,18 +1,20 @@
-"""One small class per backend: how to launch it (or where it already runs)."""
+"""The door for engine backends: one class per engine, registered in the ``agentd.backends`` entry-point group."""
 
 from __future__ import annotations
 
-import importlib.util
+import functools
+import importlib.metadata
 import os
-import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from engine.errors import BackendMissing
-from engine.models import DEFAULT_ALIAS, resolve_gguf
+from engine.options import Option
 from engine.types import EngineSettings
+
+GROUP = "agentd.backends"
 
 
 @dataclass(frozen=True)
@@ -29,94 +31,90 @@ class LaunchSpec:
 
 
 class Backend:
+    """Everything agentd knows of one kind of engine; a subclass sets ``id`` and overrides what applies.
+
+    It is found through its entry point, as the built-in ones are (pyproject.toml)::
+
+        [project.entry-points."agentd.backends"]
+        mine = "my_package.backend:MyBackend"      # the name is engine.backend in agent.yaml
+    """
+
     id: ClassVar[str]
+    # False: someone else runs it, at engine.url (with the key in engine.api_key_env).
     supervised: ClassVar[bool] = True
+    # Its section of agent.yaml, engine.<id>: every option it reads is listed, so a
+    # typo is reported with its line instead of being ignored.
+    options: ClassVar[Mapping[str, Option]] = {}
+
+    def option(self, options: Mapping[str, Any], name: str) -> Any:
+        value = options.get(name)
+        return self.options[name].default if value is None else value
+
+    def context_window(self, options: Mapping[str, Any]) -> int | None:
+        """Tokens one request may hold (prompt + completion) with these options; None when unknown."""
+        return None
+
+    def request_extras(self) -> dict[str, Any] | None:
+        """Fields this engine understands beyond the OpenAI request, sent with every chat."""
+        return None
+
+    def model_lines(self) -> list[str]:
+        """What ``agentd model list`` says: the models it finds by name, and only the places it searches."""
+        return []
 
     def launch_spec(self, settings: EngineSettings, port: int, api_key: str) -> LaunchSpec:
-        raise NotImplementedError
-
-
-LLAMACPP_DEFAULT_N_CTX = 8192
-
-
-def model_dirs() -> list[Path]:
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return [base / "agentd" / "models", Path.home() / "models"]
-
-
-class LlamaCppBackend(Backend):
-    """The embedded default: our adapter around llama-cpp-python, on a GGUF model."""
-
-    id = "llamacpp"
-
-    def launch_spec(self, settings: EngineSettings, port: int, api_key: str) -> LaunchSpec:
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise BackendMissing("llama-cpp-python is not installed: pip install 'agentd[cpu]'")
-        path = resolve_gguf(settings.model or DEFAULT_ALIAS, model_dirs())
-        opts = settings.options
-        argv = [sys.executable, "-m", "engine.llamacpp_server", "--model", str(path), "--port", str(port),
-                "--n-ctx", str(int(opts.get("n_ctx", LLAMACPP_DEFAULT_N_CTX))), "--pinned", str(int(opts.get("pinned_prefixes", 4)))]
-        if opts.get("n_threads"):
-            argv += ["--threads", str(int(opts["n_threads"]))]
-        return LaunchSpec(argv, {"AGENTD_ENGINE_API_KEY": api_key}, port, api_key, self.id, path.name)
-
-
-class VllmBackend(Backend):
-    """vLLM on a GPU: prefix caching on, cached tokens reported, never sleep mode."""
-
-    id = "vllm"
-
-    def command(self) -> list[str]:
-        exe = shutil.which("vllm")
-        if exe:
-            return [exe]
-        if importlib.util.find_spec("vllm") is not None:
-            return [sys.executable, "-m", "vllm.entrypoints.cli.main"]
-        raise BackendMissing("vLLM is not installed: pip install 'agentd[vllm]' (it needs an NVIDIA GPU), or use backend: llamacpp")
-
-    def launch_spec(self, settings: EngineSettings, port: int, api_key: str) -> LaunchSpec:
-        opts = settings.options
-        argv = [*self.command(), "serve", settings.model, "--host", "127.0.0.1", "--port", str(port),
-                "--enable-prefix-caching",        # on by default in V1; said explicitly
-                "--enable-prompt-tokens-details"]  # so usage.prompt_tokens_details.cached_tokens is reported
-        if opts.get("tool_call_parser"):
-            argv += ["--enable-auto-tool-choice", "--tool-call-parser", str(opts["tool_call_parser"])]
-        if opts.get("max_model_len"):
-            argv += ["--max-model-len", str(int(opts["max_model_len"]))]
-        if opts.get("gpu_memory_utilization"):
-            argv += ["--gpu-memory-utilization", str(float(opts["gpu_memory_utilization"]))]
-        if opts.get("kv_offloading_size"):
-            # A CPU tier for KV blocks keeps the home prefix warm under GPU memory pressure.
-            argv += ["--kv-offloading-size", str(opts["kv_offloading_size"])]
-        if opts.get("prefix_caching_hash_algo"):
-            argv += ["--prefix-caching-hash-algo", str(opts["prefix_caching_hash_algo"])]
-        argv += [str(a) for a in opts.get("extra_args") or []]
-        if any("sleep" in a for a in argv):
-            raise BackendMissing("vLLM sleep mode empties the prefix cache between wakes; remove it from extra_args")
-        # vLLM reads the key from VLLM_API_KEY, so it never shows in `ps`.
-        return LaunchSpec(argv, {"VLLM_API_KEY": api_key}, port, api_key, self.id, settings.model)
-
-
-class OpenAIBackend(Backend):
-    """Any OpenAI-compatible URL someone else runs; not supervised."""
-
-    id = "openai"
-    supervised = False
+        raise NotImplementedError(f"the {self.id} backend is not supervised")
 
     def url_and_key(self, settings: EngineSettings) -> tuple[str, str | None]:
+        """Where an engine someone else runs answers, and its key (from the environment)."""
         if not settings.url:
-            raise BackendMissing("engine.url is required for backend: openai (e.g. http://127.0.0.1:8000/v1)")
+            raise BackendMissing(f"engine.url is required for backend: {self.id} (e.g. http://127.0.0.1:8000/v1)")
         key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
         if settings.api_key_env and not key:
             raise BackendMissing(f"the environment variable {settings.api_key_env} (engine.api_key_env) is not set")
         return settings.url, key
 
+    def check(self, settings: EngineSettings) -> None:
+        """Raise what starting this engine would raise (not installed, no model, no URL), starting nothing."""
+        if self.supervised:
+            self.launch_spec(settings, 0, "check")
+        else:
+            self.url_and_key(settings)
 
-BACKENDS: dict[str, type[Backend]] = {b.id: b for b in (LlamaCppBackend, VllmBackend, OpenAIBackend)}
+
+def installed() -> dict[str, type[Backend]]:
+    """The registered backends by name; of two with one name, the first on sys.path wins (as imports do)."""
+    return dict(_scan(tuple(sys.path)))
+
+
+@functools.lru_cache(maxsize=4)
+def _scan(path: tuple[str, ...]) -> tuple[tuple[str, type[Backend]], ...]:
+    # Keyed on sys.path: a folder of plugins put on the path is seen at once.
+    found: dict[str, type[Backend]] = {}
+    for ep in importlib.metadata.entry_points(group=GROUP):
+        if ep.name not in found:
+            found[ep.name] = _load(ep)
+    return tuple(sorted(found.items()))
+
+
+def _load(ep: importlib.metadata.EntryPoint) -> type[Backend]:
+    try:
+        cls = ep.load()
+    except Exception as e:  # noqa: BLE001 - a plugin can fail to import in any way; say which one
+        raise BackendMissing(f"the engine backend {ep.name!r} ({ep.value}) failed to load: {type(e).__name__}: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Backend)) or getattr(cls, "id", None) != ep.name:
+        raise BackendMissing(f"the engine backend {ep.name!r} ({ep.value}) is not a Backend class whose id is {ep.name!r}")
+    return cls
+
+
+def backend_class(name: str) -> type[Backend]:
+    found = installed()
+    if name not in found:
+        names = ", ".join(found) or "none (is agentd installed? pip install -e .)"
+        raise BackendMissing(f"unknown engine backend {name!r} (installed: {names})")
+    return found[name]
 
 
 def backend_for(settings: EngineSettings) -> Backend:
-    try:
-        return BACKENDS[settings.backend]()
-    except KeyError:
-        raise BackendMissing(f"unknown engine backend {settings.backend!r} (known: {', '.join(BACKENDS)})") from None
+    return backend_class(settings.backend)()
+

@@ -312,16 +312,16 @@ class OpenAIClient:
         return ChatResult(msg.get("content") or "", calls, choice.get("finish_reason") or "stop", usage, data.get("model", self.model))
 
     def _stream(self, body: dict[str, Any], on_delta: Callable[[str], None] | None) -> ChatResult:
-        text: list[str] = []
         delivered: list[str] = []
         try:
-            return self._stream_once(body, on_delta, text, delivered)
+            return self._stream_once(body, on_delta, delivered)
         except EngineError as e:
             if delivered:
                 e.partial_output = "".join(delivered)
             raise
 
-    def _stream_once(self, body: dict[str, Any], on_delta: Callable[[str], None] | None, text: list[str], delivered: list[str]) -> ChatResult:
+    def _stream_once(self, body: dict[str, Any], on_delta: Callable[[str], None] | None, delivered: list[str]) -> ChatResult:
+        text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         finish: str | None = None
         usage_data: dict[str, Any] | None = None

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -65,6 +65,34 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+class TokenCountingLlama(llama_cpp.Llama):
+    """``llama_cpp.Llama`` that keeps the tokens llama.cpp sampled in its last generation.
+
+    Streamed text pieces are not tokens: a character split over several tokens arrives as
+    one piece, a token that produces no text as none.
+    """
+
+    sampled: list[int] = []  # replaced, never appended to, by each generation
+
+    def generate(self, *args: Any, **kwargs: Any) -> Generator[int, Any, None]:
+        self.sampled = []
+        inner = super().generate(*args, **kwargs)
+        try:
+            for token in inner:  # create_completion iterates; it never sends tokens back in
+                self.sampled.append(token)
+                yield token
+        finally:
+            inner.close()
+
+    def completion_tokens(self) -> int:
+        """The last completion's tokens, counted as llama-cpp-python's unstreamed usage does:
+        the end-of-generation token that stopped it is not one of them."""
+        n = len(self.sampled)
+        if n and llama_cpp.llama_vocab_is_eog(self._model.vocab, self.sampled[-1]):
+            n -= 1
+        return n
+
+
 @dataclass
 class Snapshot:
     state: ctypes.Array[ctypes.c_uint8]
@@ -76,7 +104,7 @@ class Engine:
 
     def __init__(self, model_path: str, *, n_ctx: int, n_threads: int | None, pinned: int) -> None:
         # logits_all=False is essential: with it on, a 2.8K prompt takes 4x the time and 6x the memory.
-        self.llm = llama_cpp.Llama(model_path, n_ctx=n_ctx, n_threads=n_threads, logits_all=False, verbose=False)
+        self.llm = TokenCountingLlama(model_path, n_ctx=n_ctx, n_threads=n_threads, logits_all=False, verbose=False)
         self.model_name = os.path.basename(model_path)
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
@@ -209,7 +237,6 @@ class Engine:
                 stream=True,
                 seed=int(body.get("seed", 0)),
             )
-            completion = 0
             finish = "stop"
             ttft = None
             for chunk in pieces:
@@ -217,10 +244,10 @@ class Engine:
                 if choice.get("text"):
                     if ttft is None:
                         ttft = time.monotonic() - start
-                    completion += 1
                     yield {"text": choice["text"]}
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
+            completion = self.llm.completion_tokens()
         c = self.counters
         c["requests"] += 1
         c["prompt_tokens"] += len(tokens)

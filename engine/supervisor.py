@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from engine.backends import Backend, LaunchSpec, OpenAIBackend, backend_for
+from engine.backends import Backend, LaunchSpec, backend_for
 from engine.client import OpenAIClient, Timeouts
 from engine.errors import EngineError, EngineStartError
 from engine.metrics import prefix_cache_counters
@@ -75,11 +75,10 @@ class EngineSupervisor:
         max_restarts: int = 5,
         backoff: float = 1.0,
         timeouts: Timeouts | None = None,
-        backend: Backend | None = None,
     ) -> None:
         self.settings = settings
         self.runtime_dir = runtime_dir
-        self.backend: Backend = backend or backend_for(settings)
+        self.backend: Backend = backend_for(settings)
         self.health_timeout = health_timeout
         self.max_restarts = max_restarts
         self.backoff = backoff
@@ -117,9 +116,8 @@ class EngineSupervisor:
 
     # ------------------------------------------------------------ lifecycle
     def _external(self) -> EngineInfo:
-        assert isinstance(self.backend, OpenAIBackend)
         url, key = self.backend.url_and_key(self.settings)
-        self.info = EngineInfo("openai", self.settings.model, url, key, None, None, time.time())
+        self.info = EngineInfo(self.backend.id, self.settings.model, url, key, None, None, time.time())
         return self.info
 
     def start(self, *, port: int | None = None, api_key: str | None = None) -> EngineInfo:
@@ -323,7 +321,7 @@ class EngineSupervisor:
 
     # ------------------------------------------------------------ clients and status
     def _client_for(self, info: EngineInfo) -> OpenAIClient:
-        external = info.backend == "openai"
+        external = not self.backend.supervised  # a server someone else runs: send it the session key too
         return OpenAIClient(
             info.url,
             info.api_key,

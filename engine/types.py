@@ -56,7 +56,7 @@ class ChatEngine(Protocol):
 class EngineSettings:
     """What agentd's config hands the engine layer."""
 
-    backend: str  # "llamacpp" | "vllm" | "openai"
+    backend: str  # an installed backend's name (llamacpp, vllm, openai or a plugin's); engine/backends.py
     model: str
     url: str | None = None
     api_key_env: str | None = None

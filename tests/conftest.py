@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from agentd.home import Home
 from agentd.template import init_home
+from tests.doubles import PLUGINS
+
+# The backend doubles are plugins like any other: their dist-info is found on sys.path.
+sys.path.append(str(PLUGINS))
 
 
 @pytest.fixture(autouse=True)

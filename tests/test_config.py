@@ -112,8 +112,9 @@ def test_backend_options_reach_the_engine_config(home: Home) -> None:
     path.write_text(path.read_text().replace("n_ctx: 8192", "n_ctx: 4096\n    n_threads:\n    pinned_prefixes: 2")
                     .replace("tool_call_parser: hermes", 'tool_call_parser: hermes\n    extra_args: ["--max-num-seqs", 8]'))
     c = cfg.load_config(home.root)
-    assert dict(c.engine.llamacpp) == {"n_ctx": 4096, "pinned_prefixes": 2}  # an empty option is the default
-    assert c.engine.vllm["extra_args"] == ["--max-num-seqs", "8"] and c.engine.vllm["gpu_memory_utilization"] == 0.85
+    assert dict(c.engine.options()) == {"n_ctx": 4096, "pinned_prefixes": 2}  # an empty option is the default
+    vllm = c.engine.backend_options["vllm"]
+    assert vllm["extra_args"] == ["--max-num-seqs", "8"] and vllm["gpu_memory_utilization"] == 0.85
     assert c.engine.context_window() == 4096
 
 

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from agentd.home import Home
+from tests import doubles
 from tests.doubles.agent_responder import respond
 from tests.doubles.openai_server import Reply, ScriptedServer
 
@@ -75,19 +76,19 @@ def configure(home: Home, url: str | None, *, every: str = "1s") -> None:
     text = (home.root / "agent.yaml").read_text()
     if url is not None:
         text = text.replace("backend: llamacpp", "backend: openai").replace("# url: http://127.0.0.1:8000/v1", f"url: {url}")
+    else:
+        text = text.replace("backend: llamacpp", "backend: agent-double")  # a real supervised process, no model
     text = text.replace("every: 30m", f"every: {every}").replace('active_hours: "08:00-22:00"', "active_hours: always")
     (home.root / "agent.yaml").write_text(text)
     home.absorb_person_edits()
 
 
 AGENTD = [sys.executable, "-m", "agentd"]
-# agentd whose llamacpp backend is the engine double: a real supervised process, no model.
-AGENTD_WITH_ENGINE_DOUBLE = [sys.executable, "-m", "tests.doubles.engine_process", "agentd"]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+ENV = {**os.environ, "PYTHONPATH": doubles.PYTHONPATH}  # the backend doubles are plugins found there
 
 
-def agentd(home: Home, *args: str, engine_double: bool = False, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    argv = [*(AGENTD_WITH_ENGINE_DOUBLE if engine_double else AGENTD), "--home", str(home.root), *args]
+def agentd(home: Home, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    argv = [*AGENTD, "--home", str(home.root), *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=ENV, cwd=ROOT)
 
 
@@ -123,8 +124,8 @@ class Daemon:
 def daemon(home: Home) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
-    def make(*, engine_double: bool = False) -> Daemon:
-        d = Daemon(home, AGENTD_WITH_ENGINE_DOUBLE if engine_double else None)
+    def make() -> Daemon:
+        d = Daemon(home)
         started.append(d)
         return d.start()
 
@@ -460,56 +461,50 @@ def test_live_agent_yaml_edits_and_a_bad_edit_keeps_the_last_good_config(home: H
 # ---------------------------------------------------------------------- the engine
 def test_daemon_stops_only_the_engine_it_started(home: Home, daemon: Callable[..., Daemon]) -> None:
     configure(home, None, every="1h")
-    d = daemon(engine_double=True)
+    d = daemon()
     pid = _engine_pid(home)
     assert pid is not None and psutil.pid_exists(pid)
     assert d.stop() == 0
     wait_for(lambda: gone(pid), 20, "the daemon's own engine stopped")
     # An engine the person started is adopted, used, and left running.
-    started = agentd(home, "engine", "start", engine_double=True)
+    started = agentd(home, "engine", "start")
     assert started.returncode == 0, started.stderr
     theirs = _engine_pid(home)
     assert theirs is not None and theirs != pid
-    d = daemon(engine_double=True)
+    d = daemon()
     assert f"(pid {theirs})" in d.output()
     assert d.stop() == 0
     assert not gone(theirs), "an adopted engine is not the daemon's to stop"
     assert "leaving the engine" in (home.root / ".agentd/logs/daemon.log").read_text()
-    assert agentd(home, "engine", "stop", engine_double=True).returncode == 0
+    assert agentd(home, "engine", "stop").returncode == 0
     wait_for(lambda: gone(theirs), 20, "the person's engine stopped by them")
 
 
-def test_engine_of_a_killed_daemon_is_not_orphaned(home: Home, daemon: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_of_a_killed_daemon_is_not_orphaned(home: Home, daemon: Callable[..., Daemon]) -> None:
     from agentd.daemon import stop_orphaned_engine
-    from engine import backends
-    from tests.doubles.engine_process import DoubleEngineBackend
 
     configure(home, None, every="1h")
-    d = daemon(engine_double=True)
+    d = daemon()
     pid = _engine_pid(home)
     assert pid is not None
     d.kill9()  # what `agentd stop` does to a daemon that did not stop within 60 s
     assert not gone(pid)
     # The next daemon adopts it as its own, so it stops it.
-    d = daemon(engine_double=True)
+    d = daemon()
     assert _engine_pid(home) == pid
     d.kill9()
     assert not gone(pid)
-    monkeypatch.setitem(backends.BACKENDS, "llamacpp", DoubleEngineBackend)
     assert stop_orphaned_engine(home) == pid
     wait_for(lambda: gone(pid), 20, "the orphan stopped")
 
 
-def test_stop_that_has_to_kill_the_daemon_stops_its_engine_too(home: Home, daemon: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stop_that_has_to_kill_the_daemon_stops_its_engine_too(home: Home, daemon: Callable[..., Daemon]) -> None:
     from agentd.commands.background import stop_background
-    from engine import backends
-    from tests.doubles.engine_process import DoubleEngineBackend
 
     configure(home, None, every="1h")
-    d = daemon(engine_double=True)
+    d = daemon()
     pid = _engine_pid(home)
     assert pid is not None and d.proc is not None
-    monkeypatch.setitem(backends.BACKENDS, "llamacpp", DoubleEngineBackend)
     # A grace too short for the daemon to finish: `stop` has to SIGKILL it.
     assert stop_background(home, timeout=0.001) == d.proc.pid
     d.proc.wait(10)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from agentd import config as cfg
@@ -66,24 +64,11 @@ def engine_status(home: Home) -> dict[str, Any]:
 
 
 def model_list(home: Home) -> list[str]:
-    from engine.models import DEFAULT_ALIAS, find_smollm2_gguf, list_gguf
+    from engine.backends import backend_class
 
     config = load_config(home.root)
     lines = [f"configured: {config.engine.backend}:{config.engine.model} (tool calling: {config.engine.tool_calling})"]
-    try:
-        lines.append(f"embedded: {DEFAULT_ALIAS} = {find_smollm2_gguf()}")
-    except EngineError as e:
-        lines.append(f"embedded: {DEFAULT_ALIAS} not available ({e})")
-    if config.engine.backend == "llamacpp":
-        found = list_gguf(model_search_dirs(home))
-        lines.append("GGUF files available:" if found else "no other GGUF files found in " + ", ".join(str(d) for d in model_search_dirs(home)))
-        lines += [f"  {p}" for p in found]
-    return lines
-
-
-def model_search_dirs(home: Home) -> list[Path]:
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return [home.root / "models", base / "agentd" / "models", Path.home() / "models"]
+    return lines + backend_class(config.engine.backend)().model_lines()
 
 
 def model_use(home: Home, name: str, backend: str | None) -> Iterator[str]:
@@ -128,14 +113,10 @@ def model_use(home: Home, name: str, backend: str | None) -> Iterator[str]:
 def check_engine(home: Home, config: Config) -> None:
     """Raise the EngineError that starting this engine would raise, without starting it:
     the backend installed, the model file found, an external URL and its key given."""
-    from engine.backends import OpenAIBackend, backend_for
+    from engine.backends import backend_for
 
     settings = engine_settings(home, config)
-    b = backend_for(settings)
-    if isinstance(b, OpenAIBackend):
-        b.url_and_key(settings)
-    else:
-        b.launch_spec(settings, 0, "check")
+    backend_for(settings).check(settings)
 
 
 def json_scalar(value: str) -> str:

@@ -1,11 +1,11 @@
 """A test double of a supervised engine process: the agent responder, on the port the supervisor picks.
 
 Daemon tests that must see a real engine *process* (started, adopted, stopped, orphaned)
-without loading llama.cpp run agentd through this module; it puts a backend double in
-front of ``llamacpp`` (the template's default), so the real supervisor launches this::
+without loading llama.cpp set ``engine.backend: agent-double``; the backend below is
+registered through tests/doubles/plugins (the ``agentd.backends`` entry points), so the
+real supervisor launches this::
 
-    python -m tests.doubles.engine_process agentd --home H run      # agentd, with the double
-    python -m tests.doubles.engine_process serve --port P ...        # the engine double itself
+    python -m tests.doubles.engine_process serve --port P        # the engine double itself
 """
 
 from __future__ import annotations
@@ -13,24 +13,20 @@ from __future__ import annotations
 import os
 import sys
 
-from engine.backends import BACKENDS, Backend, LaunchSpec
+from engine.backends import Backend, LaunchSpec
 from engine.types import EngineSettings
 from tests.doubles.agent_responder import respond
 from tests.doubles.openai_server import ScriptedServer
 
 
-class DoubleEngineBackend(Backend):
-    """Stands in for the llama.cpp backend; launches :func:`serve` in its own process."""
+class AgentDoubleBackend(Backend):
+    """Stands in for a real engine; launches :func:`serve` in its own process."""
 
-    id = "llamacpp"
+    id = "agent-double"
 
     def launch_spec(self, settings: EngineSettings, port: int, api_key: str) -> LaunchSpec:
         argv = [sys.executable, "-m", "tests.doubles.engine_process", "serve", "--port", str(port)]
         return LaunchSpec(argv, {"SCRIPTED_API_KEY": api_key}, port, api_key, self.id, "engine-double")
-
-
-def install() -> None:
-    BACKENDS["llamacpp"] = DoubleEngineBackend
 
 
 def serve(port: int) -> None:
@@ -38,15 +34,9 @@ def serve(port: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if argv[:1] == ["serve"]:
-        serve(int(argv[argv.index("--port") + 1]))
-    elif argv[:1] == ["agentd"]:
-        install()
-        from agentd.cli import cli
-
-        cli(argv[1:], prog_name="agentd")
-    else:
-        raise SystemExit("usage: python -m tests.doubles.engine_process serve --port P | agentd ARGS…")
+    if argv[:1] != ["serve"] or "--port" not in argv:
+        raise SystemExit("usage: python -m tests.doubles.engine_process serve --port P")
+    serve(int(argv[argv.index("--port") + 1]))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """A test-double engine process with fault modes, and the test-only backend that launches it.
 
-Supervisor tests pass the backend to ``EngineSupervisor(backend=...)``; it is never in
-the main path. ``python -m tests.doubles.supervised_engine --port P --model M --mode MODE``
-with the key in ``AGENTD_ENGINE_API_KEY``:
+The backend is ``engine-double``, registered through tests/doubles/plugins like any backend
+plugin; its option ``mode`` picks the fault. ``python -m tests.doubles.supervised_engine
+--port P --model M --mode MODE`` with the key in ``AGENTD_ENGINE_API_KEY``:
 
 - ``serve``: an OpenAI-compatible server (the scripted server) on 127.0.0.1:P that answers
   every chat with ``served by M``;
@@ -17,9 +17,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from engine.backends import Backend, LaunchSpec
+from engine.options import Option, choice, whole_number
 from engine.types import EngineSettings
 from tests.doubles.openai_server import Reply, ScriptedServer
 
@@ -28,15 +29,14 @@ API_KEY_ENV = "AGENTD_ENGINE_API_KEY"
 
 
 class SupervisedEngineDoubleBackend(Backend):
-    """Launches this module; ``mode`` may change between starts (an engine that stops loading)."""
+    """Launches this module; its ``mode`` may change between starts (an engine that stops loading)."""
 
-    id: ClassVar[str] = "engine-double"
-
-    def __init__(self, mode: str = "serve") -> None:
-        self.mode = mode
+    id = "engine-double"
+    options = {"mode": Option(choice("serve", "crash", "silent"), "serve"), "n_ctx": Option(whole_number(1))}
 
     def launch_spec(self, settings: EngineSettings, port: int, api_key: str) -> LaunchSpec:
-        argv = [sys.executable, "-m", "tests.doubles.supervised_engine", "--port", str(port), "--model", settings.model, "--mode", self.mode]
+        mode = str(self.option(settings.options, "mode"))
+        argv = [sys.executable, "-m", "tests.doubles.supervised_engine", "--port", str(port), "--model", settings.model, "--mode", mode]
         if settings.options.get("n_ctx"):
             argv += ["--n-ctx", str(settings.options["n_ctx"])]
         env = {API_KEY_ENV: api_key, "PYTHONPATH": str(ROOT)}

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import backends
-from engine.backends import LlamaCppBackend, OpenAIBackend, VllmBackend, backend_for
+from engine import builtin_backends
+from engine.backends import backend_for
+from engine.builtin_backends import LlamaCppBackend, OpenAIBackend, VllmBackend
 from engine.errors import BackendMissing
 from engine.metrics import prefix_cache_counters
 from engine.models import resolve_gguf
@@ -42,8 +43,8 @@ def test_vllm_refuses_sleep_mode(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_vllm_missing_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backends.shutil, "which", lambda name: None)
-    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(builtin_backends.shutil, "which", lambda name: None)
+    monkeypatch.setattr(builtin_backends.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(BackendMissing, match=r"pip install 'agentd\[vllm\]'"):
         VllmBackend().launch_spec(EngineSettings("vllm", "m"), 1, "k")
 

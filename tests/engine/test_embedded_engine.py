@@ -140,3 +140,14 @@ def test_requests_extend_each_other_in_tokens(real_engine: EngineSupervisor, tmp
     for prev, cur in zip(token_lists, token_lists[1:], strict=False):
         assert prev is not None and cur is not None
         assert cur[: len(prev)] == prev
+
+
+def test_embedded_engine_counts_completion_tokens_not_streamed_pieces(real_engine: EngineSupervisor) -> None:
+    # SmolLM2 writes a Japanese character or an emoji as several tokens, and
+    # llama-cpp-python streams such a character as one piece.
+    pieces: list[str] = []
+    msgs = [{"role": "user", "content": "Say hello in Japanese and Chinese, with emoji."}]
+    r = real_engine.client().chat(msgs, max_tokens=40, stream=True, on_delta=pieces.append)
+    assert r.finish_reason == "length"
+    assert r.usage.completion_tokens == 40, "cut at max_tokens, it generated exactly max_tokens tokens"
+    assert len(pieces) < 40, f"the text came in fewer pieces than tokens, so counting pieces is wrong: {pieces}"

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -15,15 +16,14 @@ import pytest
 from engine.errors import EngineStartError
 from engine.supervisor import EngineSupervisor
 from engine.types import EngineSettings
-from tests.doubles.supervised_engine import SupervisedEngineDoubleBackend
 
 MSG = [{"role": "user", "content": "hi"}]
 
 
 def supervisor(runtime: Path, model: str = "m1", mode: str = "serve", **kw: object) -> EngineSupervisor:
-    options = kw.pop("options", {})
-    settings = EngineSettings("engine-double", model, options=options)  # type: ignore[arg-type]
-    return EngineSupervisor(settings, runtime, backend=SupervisedEngineDoubleBackend(mode), health_timeout=30, backoff=0.01, **kw)  # type: ignore[arg-type]
+    options = {**kw.pop("options", {}), "mode": mode}  # type: ignore[dict-item]
+    settings = EngineSettings("engine-double", model, options=options)
+    return EngineSupervisor(settings, runtime, health_timeout=30, backoff=0.01, **kw)  # type: ignore[arg-type]
 
 
 def gone(pid: int) -> bool:
@@ -201,8 +201,7 @@ def test_gives_up_after_max_restarts_with_a_clear_report(runtime: Path) -> None:
     sup.on_event = lambda kind, detail: events.append((kind, detail))
     info = sup.start()
     assert info.pid is not None
-    assert isinstance(sup.backend, SupervisedEngineDoubleBackend)
-    sup.backend.mode = "crash"  # from now on it cannot load
+    sup.settings = replace(sup.settings, options={**sup.settings.options, "mode": "crash"})  # from now on it cannot load
     kill9(sup, info.pid)
     sup.check()
     assert [k for k, _ in events] == ["engine died", "engine restart failed", "engine restart failed", "engine gave up"]

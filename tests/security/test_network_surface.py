@@ -13,12 +13,12 @@ import httpx
 import psutil
 import pytest
 
-from engine import backends, llamacpp_server
-from engine.backends import BACKENDS, LlamaCppBackend, VllmBackend
+from engine import builtin_backends, llamacpp_server
+from engine.backends import installed
+from engine.builtin_backends import LlamaCppBackend, VllmBackend
 from engine.supervisor import EngineSupervisor
 from engine.types import EngineSettings
 from tests.doubles.llamacpp_engine import LlamaEngineDouble
-from tests.doubles.supervised_engine import SupervisedEngineDoubleBackend
 
 KEY = "the-generated-key-0123456789abcdef"
 ROUTES = [
@@ -95,7 +95,8 @@ def launch_settings(backend: str, tmp_path: Path) -> EngineSettings:
     return EngineSettings(backend, "Qwen/Qwen2.5-7B-Instruct", options={"extra_args": ["--seed", "1"]})
 
 
-SUPERVISED = sorted(name for name, cls in BACKENDS.items() if cls.supervised)
+BUILT_IN = {name: cls for name, cls in installed().items() if cls.__module__ == builtin_backends.__name__}
+SUPERVISED = sorted(name for name, cls in BUILT_IN.items() if cls.supervised)
 
 
 def test_every_supervised_backend_is_covered() -> None:
@@ -105,22 +106,22 @@ def test_every_supervised_backend_is_covered() -> None:
 @pytest.mark.parametrize("name", SUPERVISED)
 def test_launch_commands_bind_loopback_and_carry_the_key_out_of_sight(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(VllmBackend, "command", lambda self: ["vllm"])
-    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda mod: object())  # llama_cpp need not be installed
-    spec = BACKENDS[name]().launch_spec(launch_settings(name, tmp_path), 8123, KEY)
+    monkeypatch.setattr(builtin_backends.importlib.util, "find_spec", lambda mod: object())  # llama_cpp need not be installed
+    spec = BUILT_IN[name]().launch_spec(launch_settings(name, tmp_path), 8123, KEY)
     argv = spec.argv
     assert KEY not in " ".join(argv), "the key never shows in `ps`"
     if name == "vllm":
         assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv.count("--host") == 1
         assert spec.env == {"VLLM_API_KEY": KEY}, "vLLM reads its --api-key from VLLM_API_KEY"
     else:
-        assert isinstance(BACKENDS[name](), LlamaCppBackend)
+        assert BUILT_IN[name] is LlamaCppBackend
         assert argv[1:3] == ["-m", "engine.llamacpp_server"] and "--host" not in argv  # it binds LOOPBACK, fixed
         assert spec.env == {llamacpp_server.API_KEY_ENV: KEY}
     assert argv[argv.index("--port") + 1] == "8123"
 
 
 def test_supervisor_generates_a_fresh_key_and_the_engine_requires_it(tmp_path: Path) -> None:
-    sup = EngineSupervisor(EngineSettings("engine-double", "m"), tmp_path / ".agentd", backend=SupervisedEngineDoubleBackend())
+    sup = EngineSupervisor(EngineSettings("engine-double", "m"), tmp_path / ".agentd")
     first = sup.start()
     try:
         assert first.url.startswith("http://127.0.0.1:") and first.api_key and len(first.api_key) >= 32
