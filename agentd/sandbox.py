@@ -43,8 +43,12 @@ from agentd.errors import SandboxUnavailable
 CREDENTIAL_DIRS = (".ssh", ".aws", ".gnupg", ".kube", ".docker", ".azure", ".password-store",
                    ".config/gh", ".config/gcloud", ".netrc", ".git-credentials", ".pypirc")
 SYSTEM_SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
-# Inside the home: runtime state and approval records the daemon alone writes.
-HOME_READ_ONLY = (".git", ".agentd", "outbox/approvals")
+# Inside the home, read-only to commands: history, runtime state and approval records (the
+# daemon alone writes them) and agent.yaml (it describes this very sandbox: a command that
+# could edit it would widen the next one's).
+HOME_READ_ONLY = (".git", ".agentd", "outbox/approvals", "agent.yaml")
+# Made before each command when missing, so a folder that does not exist yet is read-only too.
+HOME_FOLDERS = (".agentd", "outbox/approvals")
 TMP_BYTES = 1024 * 1024 * 1024  # each private tmpfs
 NOBODY = 65534
 # Exit codes of a command a limit killed: 128 + SIGXCPU / SIGXFSZ.
@@ -95,9 +99,19 @@ class Jail:
         args += _hidden_credentials()
         home = self.home.resolve()
         args += ["--bind", str(home), str(home)]
+        anchored: set[str] = set()
         for rel in HOME_READ_ONLY:
-            if (home / rel).exists():
-                args += ["--ro-bind", str(home / rel), str(home / rel)]
+            if not (home / rel).exists():
+                continue
+            # Each folder between the home and a read-only path is mounted onto itself: a mount
+            # point cannot be renamed, so `mv outbox x` cannot carry the read-only mount away.
+            parts = rel.split("/")
+            for depth in range(1, len(parts)):
+                parent = "/".join(parts[:depth])
+                if parent not in anchored:
+                    anchored.add(parent)
+                    args += ["--bind", str(home / parent), str(home / parent)]
+            args += ["--ro-bind", str(home / rel), str(home / rel)]
         for path in self.writable:
             if path.exists():
                 args += ["--bind", str(path), str(path)]
@@ -136,6 +150,16 @@ def _supports(flag: str, bwrap: str) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return flag in out.stdout + out.stderr
+
+
+def _make_folders(home: Path) -> None:
+    root = home.resolve()
+    for rel in HOME_FOLDERS:
+        path = root / rel
+        # Never through a symlink a command planted: only a folder that stays inside the home.
+        if not path.exists() and (path.parent.resolve() == root or root in path.parent.resolve().parents):
+            with suppress(OSError):
+                path.mkdir(parents=True, exist_ok=True)
 
 
 def _hidden_credentials() -> list[str]:
@@ -239,6 +263,8 @@ def run_command(command: str, *, cwd: Path, timeout: float, jail: Jail, unconfin
     found = probe()
     if not found.available and not unconfined_ok:
         raise SandboxUnavailable(f"no sandbox for commands here: {found.detail}" + (f"; fix: {found.fix}" if found.fix else ""))
+    if found.available:
+        _make_folders(jail.home)
     with pids_cgroup(found.pids_cgroup if found.available else None, jail.limits.processes) as group:
         if found.available:
             argv = jail.argv(command, cwd, bwrap=bwrap_path() or "bwrap")

@@ -6,6 +6,7 @@ import fnmatch
 from pathlib import Path
 from typing import Any
 
+from agentd.config import CONFIG_FILE
 from agentd.errors import PathError, StaleWriteError, ToolError
 from agentd.fileio import atomic_write, sha256
 from agentd.home import RUNTIME_DIR
@@ -58,6 +59,8 @@ def write(ctx: ToolContext, rel: str | None, full: Path, text: str) -> None:
     if rel is not None:
         if rel == APPROVALS or rel.startswith(APPROVALS + "/"):
             raise PathError(f"{rel} is in {APPROVALS}/, where only agentd writes (the person approves commands there)")
+        if rel == CONFIG_FILE:
+            raise PathError(f"{CONFIG_FILE} holds the engine, sandbox and shell settings: only the person changes it (agentd config set); tell them what to change")
         ctx.home.write_text(rel, text)
         ctx.note_change(rel)
         return

@@ -68,3 +68,15 @@ def test_read_window_and_list(home: Home) -> None:
     listing = REG.execute(c, "list_files", {"path": "many", "pattern": "*.md"}).text
     assert listing.startswith("000.md") and "50 more not shown" in listing
     assert ".git/" not in REG.execute(c, "list_files", {}).text
+
+
+def test_the_agent_cannot_rewrite_its_own_sandbox_settings(home: Home, tmp_path: Path) -> None:
+    """agent.yaml says what commands may reach: the agent reads it, only the person changes it."""
+    c = ctx(home)
+    before = (home.root / "agent.yaml").read_text()
+    assert REG.execute(c, "read_file", {"path": "agent.yaml"}).ok
+    wider = before.replace("files:\n  allow: []", f"files:\n  allow: [{tmp_path}]")
+    write = REG.execute(c, "write_file", {"path": "agent.yaml", "content": wider})
+    edit = REG.execute(c, "edit_file", {"path": "agent.yaml", "old": "network: on", "new": "network: off"})
+    assert not write.ok and not edit.ok and "only the person changes it" in write.text
+    assert (home.root / "agent.yaml").read_text() == before
