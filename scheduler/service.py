@@ -129,8 +129,10 @@ class Scheduler:
         if kind == "heartbeat" and spec is not None and not spec.active_hours.contains(now.astimezone(spec.tz)):
             self.on_skip(kind, name, f"outside active hours ({spec.active_hours})")
             return
-        self._record(f"{kind}:{name}" if name else kind, now)
+        # Handed over first, recorded after: a crash in between fires it again on catch-up
+        # (the daemon coalesces the two), never loses it.
         self.on_fire(kind, name, now)
+        self._record(f"{kind}:{name}" if name else kind, now)
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -171,8 +173,8 @@ class Scheduler:
                 continue
             late = now - missed
             if late <= self.grace:
-                self._record(key, now)
                 self.on_fire("cron", job.slug, missed)
+                self._record(key, now)
             else:
                 self._record(key, now)
                 self.on_skip("cron", job.slug, f"missed at {missed:%Y-%m-%d %H:%M}, {_ago(late)} ago, past the {_ago(self.grace)} grace")
