@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from agentd.config import Config, load_config
 from agentd.errors import AgentdError, SecretError, SourceError
@@ -44,6 +44,7 @@ log = logging.getLogger("agentd")
 POLL_S = 0.25
 STOP_GRACE_S = 30.0
 SHUTDOWN_DEADLINE_S = 50.0  # under `agentd stop`'s 60 s before SIGKILL
+S = TypeVar("S", bound=Service)
 BUDGET_SKIP = "daily token budget reached (background wakes pause; messages still run)"
 
 
@@ -88,7 +89,7 @@ class Daemon:
         self.need_warmup: str | None = None
         self._deadline: threading.Timer | None = None
 
-    def add(self, service: Service) -> Service:
+    def add(self, service: S) -> S:
         """Register a service: its events' kinds come back to it; started in the order added."""
         for kind in service.kinds:
             if kind.name in self._owners:

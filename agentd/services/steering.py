@@ -35,6 +35,7 @@ class SteeringWatch(Service):
     def start(self) -> None:
         """Read CRON.md now (its errors told), and publish the steering the others start on."""
         self.hashes = self._hashes(STEERING)
+        self.prefix_hashes = self._hashes(PREFIX_SOURCES)  # what start's epoch was built from
         self.jobs = self._read_cron()
         self.hub.steer(Steering(self.hub.config, tuple(self.jobs.values())))
 
