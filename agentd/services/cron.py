@@ -16,6 +16,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from git import GitCommandError
+
 from agentd.events import CRON, Event
 from agentd.services.base import Hub, Outcome, Service, Skip, Steering
 from agentd.services.cron_runs import RUNS, CronRuns
@@ -56,9 +58,14 @@ class CronService(Service):
         )
 
     def start(self) -> None:
-        for slug, due in self.runs.pending().items():
-            log.info("cron %s: the run due at %s was not done when the daemon stopped", slug, f"{due:%Y-%m-%d %H:%M}")
-            self.queue_run(slug, due)
+        for slug, runs in self.runs.pending().items():
+            assert runs.pending is not None
+            commit = self._committed(slug, runs.pending_after)
+            if commit is not None:  # killed between its commit and its record
+                self._done(slug, runs.pending, commit)
+                continue
+            log.info("cron %s: the run due at %s was not done when the daemon stopped", slug, runs.pending.isoformat())
+            self.queue_run(slug, runs.pending)
         self.scheduler.start()  # its catch-up of runs missed while down is coalesced with those
 
     def stop(self) -> None:
@@ -73,9 +80,8 @@ class CronService(Service):
             self.queue_run(name, due)
 
     def _on_skip(self, kind: str, name: str | None, reason: str) -> None:
-        log.info("skip cron:%s: %s", name, reason)
         if name is not None:
-            self.runs.skipped(name, None, reason, self.now())
+            self._skip(name, self.now(), reason)
 
     def queue_run(self, slug: str, due: datetime) -> bool:
         """Record the run as pending, then publish it; False if it was skipped (and recorded so)."""
@@ -91,16 +97,32 @@ class CronService(Service):
             replaced = self.hub.retries.cancel(key)
             if replaced is not None:
                 self._skip(slug, _due(replaced), f"waiting to be retried, replaced by the run due at {due:%H:%M}")
-            self.runs.queued(slug, due)  # durable before it is queued: a crash from here on loses nothing
+            # Durable before it is queued: a crash from here on loses nothing.
+            self.runs.queued(slug, due, self.hub.home.repo.git.rev_parse("HEAD"))
+            log.info("cron %s: run due %s queued", slug, due.isoformat())
             self.hub.publish(Event(CRON.name, self.jobs[slug].instruction, due, name=slug, meta={"due": due.isoformat()}))
             return True
 
-    def _skip(self, slug: str, due: datetime | None, reason: str, *, keep_pending: bool = False) -> bool:
-        log.info("skip cron:%s: %s", slug, reason)
-        if keep_pending:
-            due = None  # the pending run is another one, still to run
-        self.runs.skipped(slug, due, reason, self.now())
+    def _skip(self, slug: str, due: datetime, reason: str, *, keep_pending: bool = False) -> bool:
+        log.info("cron %s: run due %s skipped: %s", slug, due.isoformat(), reason)
+        # A coalesced run leaves the pending one (another run, still to be done) as it is.
+        self.runs.skipped(slug, None if keep_pending else due, reason, self.now())
         return False
+
+    def _done(self, slug: str, due: datetime, commit: str | None) -> None:
+        self.runs.done(slug, due, commit)
+        log.info("cron %s: run due %s done (%s)", slug, due.isoformat(), (commit or "no commit")[:8])
+
+    def _committed(self, slug: str, after: str | None) -> str | None:
+        """The wake commit of this job made since ``after`` (the HEAD when its run was queued)."""
+        if not after:
+            return None
+        try:
+            out = self.hub.home.repo.git.log(f"{after}..HEAD", "--format=%H %s")
+        except GitCommandError:
+            return None  # that commit is gone (history rewritten): run it again
+        label = f"wake cron:{slug}"
+        return next((line.split(" ", 1)[0] for line in out.splitlines() if line.split(" ", 1)[-1].startswith((f"{label}:", f"{label} ["))), None)
 
     # ------------------------------------------------------------ the wake
     def prepare(self, event: Event) -> Event | Skip:
@@ -110,13 +132,13 @@ class CronService(Service):
         return Event(CRON.name, job.instruction, self.hub.now(), name=job.slug, meta=event.meta)
 
     def finished(self, event: Event, outcome: Outcome) -> None:
-        slug, due, now = event.name or "", _due(event), self.now()
+        slug, due = event.name or "", _due(event)
         result = outcome.result
         if outcome.skipped is not None:
-            self.runs.skipped(slug, due, outcome.skipped, now)
+            self._skip(slug, due, outcome.skipped)
             self.hub.retries.succeeded(event.key)
         elif result is not None and (result.commit or result.status != "failed"):
-            self.runs.done(slug, due, result.commit)
+            self._done(slug, due, result.commit)
             self.hub.retries.succeeded(event.key)
         else:
             self._failed(event, due, result.error if result is not None else f"{type(outcome.error).__name__}: {outcome.error}", own=outcome.error is not None)

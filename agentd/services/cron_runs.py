@@ -24,6 +24,7 @@ RUNS = "cron-runs.json"
 @dataclass(frozen=True)
 class JobRuns:
     pending: datetime | None = None  # the run queued, running or waiting to be retried
+    pending_after: str | None = None  # the home's HEAD when it was queued: its commit comes after
     last_run: datetime | None = None  # when the last run that committed was due
     last_commit: str | None = None
     last_skip: datetime | None = None  # when the last skipped run was due (or was skipped)
@@ -43,11 +44,11 @@ class CronRuns:
     def all(self) -> dict[str, JobRuns]:
         return {slug: _runs(entry) for slug, entry in self._load().items()}
 
-    def pending(self) -> dict[str, datetime]:
-        return {slug: r.pending for slug, r in self.all().items() if r.pending is not None}
+    def pending(self) -> dict[str, JobRuns]:
+        return {slug: r for slug, r in self.all().items() if r.pending is not None}
 
-    def queued(self, slug: str, due: datetime) -> None:
-        self._update(slug, pending=due.isoformat())
+    def queued(self, slug: str, due: datetime, head: str | None = None) -> None:
+        self._update(slug, pending=due.isoformat(), pending_after=head)
 
     def done(self, slug: str, due: datetime, commit: str | None) -> None:
         self._update(slug, last_run=due.isoformat(), last_commit=commit, clear=due)
@@ -81,7 +82,7 @@ def _runs(entry: dict[str, Any]) -> JobRuns:
         except ValueError:
             return None
 
-    return JobRuns(when("pending"), when("last_run"), entry.get("last_commit"), when("last_skip"), entry.get("skip_reason"))
+    return JobRuns(when("pending"), entry.get("pending_after"), when("last_run"), entry.get("last_commit"), when("last_skip"), entry.get("skip_reason"))
 
 
 def cron_report(home: Home, tz: tzinfo, now: datetime) -> list[str]:

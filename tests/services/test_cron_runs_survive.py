@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from agentd.cli import cli
 from agentd.daemon import build_daemon
-from agentd.home import Home
+from agentd.home import AGENT, Home
 from agentd.services.cron import CronService
 from agentd.services.cron_runs import RUNS, CronRuns
 from tests.doubles.agent_responder import respond
@@ -128,3 +128,22 @@ def test_cron_run_over_the_daily_budget_is_reported_not_lost(home: Home, server:
     runs = CronRuns(home.runtime / RUNS).get("tidy")
     assert runs.pending is None and runs.skip_reason is not None and "daily token budget" in runs.skip_reason
     assert engine.asked("[Scheduled job") == 0
+
+
+def test_cron_run_survives_a_kill_after_its_commit_and_is_not_run_twice(home: Home, server: ScriptedServer, engine: SlowForOneMessage) -> None:
+    """Killed between the run's commit and its record: the next start finds the commit and counts it done."""
+    configure(home, server.url, every="1h")
+    (home.root / "CRON.md").write_text("# Jobs\n\n## Tidy\n`0 3 * * *`\nTidy the notes.\n")
+    home.absorb_person_edits()
+    due = (datetime.now().astimezone() - timedelta(minutes=2)).replace(microsecond=0)
+    CronRuns(home.runtime / RUNS).queued("tidy", due, home.repo.head.commit.hexsha)
+    (home.root / "notes.md").write_text("tidied\n")
+    sha = home.commit("wake cron:tidy: did the job", identity=AGENT, all_changes=True)  # what the killed wake committed
+    d = build_daemon(home, poll_s=0.02)
+    with running(d):
+        run_until(d, lambda: CronRuns(home.runtime / RUNS).get("tidy").pending is None, what="the run recorded")
+        for _ in range(20):
+            d.tick()
+    runs = CronRuns(home.runtime / RUNS).get("tidy")
+    assert runs.last_run == due and runs.last_commit == sha
+    assert engine.asked("[Scheduled job") == 0 and len(cron_commits(home)) == 1
