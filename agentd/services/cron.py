@@ -110,8 +110,8 @@ class CronService(Service):
         return False
 
     def _done(self, slug: str, due: datetime, commit: str | None) -> None:
-        self.runs.done(slug, due, commit)
         log.info("cron %s: run due %s done (%s)", slug, due.isoformat(), (commit or "no commit")[:8])
+        self.runs.done(slug, due, commit)
 
     def _committed(self, slug: str, after: str | None) -> str | None:
         """The wake commit of this job made since ``after`` (the HEAD when its run was queued)."""
