@@ -214,9 +214,7 @@ class Daemon:
 
     def _abort(self) -> None:
         log.warning("still not stopped %.0fs after the signal: aborting (the next start undoes an unfinished wake)", SHUTDOWN_DEADLINE_S)
-        self.engine.stop()
-        state_path(self.home).unlink(missing_ok=True)
-        os._exit(0)
+        self._abort_now()
 
     def shutdown(self) -> None:
         if self.worker is not None and self.worker.is_alive():
@@ -231,6 +229,7 @@ class Daemon:
         log.info("daemon stopped")
 
     def _abort_now(self) -> None:
+        """Exit with the engine stopped first, so `agentd stop`'s SIGKILL never orphans it."""
         self.engine.stop()
         state_path(self.home).unlink(missing_ok=True)
         os._exit(0)

@@ -140,8 +140,10 @@ class CronService(Service):
         elif result is not None and (result.commit or result.status != "failed"):
             self._done(slug, due, result.commit)
             self.hub.retries.succeeded(event.key)
+        elif result is not None:  # undone: the engine could not serve it, or an error of our own
+            self._failed(event, due, result.error, own=not (result.error or "").startswith("engine"))
         else:
-            self._failed(event, due, result.error if result is not None else f"{type(outcome.error).__name__}: {outcome.error}", own=outcome.error is not None)
+            self._failed(event, due, f"{type(outcome.error).__name__}: {outcome.error}", own=True)
 
     def _failed(self, event: Event, due: datetime, error: str | None, *, own: bool) -> None:
         """Back off like a message: an engine outage until the grace runs out, an error of our own a few times."""

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -17,39 +15,10 @@ from agentd.daemon import build_daemon
 from agentd.home import AGENT, Home
 from agentd.services.cron import CronService
 from agentd.services.cron_runs import RUNS, CronRuns
-from tests.doubles.agent_responder import respond
-from tests.doubles.openai_server import Reply, ScriptedServer
+from tests.doubles.openai_server import ScriptedServer
+from tests.services.conftest import EngineScript
 from tests.services.harness import run_until, running
 from tests.test_daemon import Daemon, configure, post, wait_for
-
-
-class SlowForOneMessage:
-    """Keeps the worker busy on the message MSGID:busy, so a cron run waits in the queue."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.busy_s = 4.0
-
-    def __call__(self, body: dict[str, Any]) -> Reply:
-        self.bodies.append(body)
-        if "MSGID:busy" in str(body["messages"][-1].get("content", "")) and body.get("max_tokens") != 1:
-            time.sleep(self.busy_s)
-        return respond(body)
-
-    def asked(self, marker: str) -> int:
-        return sum(1 for b in self.bodies if b.get("max_tokens") != 1 and marker in str(b["messages"][-1].get("content", "")))
-
-
-@pytest.fixture
-def engine() -> SlowForOneMessage:
-    return SlowForOneMessage()
-
-
-@pytest.fixture
-def server(engine: SlowForOneMessage) -> Iterator[ScriptedServer]:
-    s = ScriptedServer(responder=engine).start()
-    yield s
-    s.stop()
 
 
 def job_due_minutes_ago(home: Home, minutes: int = 5) -> datetime:
@@ -67,10 +36,11 @@ def cron_commits(home: Home) -> list[str]:
 
 
 @pytest.mark.parametrize("how", ["kill9", "sigterm"])
-def test_cron_run_survives_the_daemon_stopping_while_it_is_queued(home: Home, server: ScriptedServer, engine: SlowForOneMessage, how: str) -> None:
+def test_cron_run_survives_the_daemon_stopping_while_it_is_queued(home: Home, server: ScriptedServer, engine: EngineScript, how: str) -> None:
     """Killed (or stopped) with a cron run waiting behind a message: the run is done once on the next start."""
     configure(home, server.url, every="1h")
     due = job_due_minutes_ago(home)
+    engine.slow_for, engine.slow_s = "MSGID:busy", 4.0  # the worker is busy while the cron run waits
     post(home, "busy", "keep the agent busy")
     d = Daemon(home).start()
     wait_for(lambda: engine.asked("MSGID:busy") >= 1, 20, "the message's wake in flight")
@@ -80,7 +50,7 @@ def test_cron_run_survives_the_daemon_stopping_while_it_is_queued(home: Home, se
         assert d.stop() == 0  # the message's wake finishes; the queued cron run does not start
     assert engine.asked("[Scheduled job: tidy") == 0, "the run was still queued"
     assert cron_commits(home) == []
-    engine.busy_s = 0.0
+    engine.slow_s = 0.0
     d = Daemon(home).start()
     wait_for(lambda: len(cron_commits(home)) >= 1, 30, "the cron run done after the restart")
     wait_for(lambda: (home.root / "inbox/done/busy.md").exists(), 30, "the message answered")
@@ -93,7 +63,7 @@ def test_cron_run_survives_the_daemon_stopping_while_it_is_queued(home: Home, se
     assert f"last run {due:%Y-%m-%d %H:%M} ({runs.last_commit[:8]})" in listed, listed  # type: ignore[index]
 
 
-def test_cron_run_survives_a_restart_only_within_its_grace(home: Home, server: ScriptedServer, engine: SlowForOneMessage) -> None:
+def test_cron_run_survives_a_restart_only_within_its_grace(home: Home, server: ScriptedServer, engine: EngineScript) -> None:
     """A run left pending longer than its grace is not run late: it is skipped, with the reason shown."""
     configure(home, server.url, every="1h")
     (home.root / "CRON.md").write_text("# Jobs\n\n## Tidy\n`0 3 * * *`\nTidy the notes.\n")
@@ -112,7 +82,7 @@ def test_cron_run_survives_a_restart_only_within_its_grace(home: Home, server: S
     assert "last run never" in listed and "next " in listed
 
 
-def test_cron_run_over_the_daily_budget_is_reported_not_lost(home: Home, server: ScriptedServer, engine: SlowForOneMessage) -> None:
+def test_cron_run_over_the_daily_budget_is_reported_not_lost(home: Home, server: ScriptedServer, engine: EngineScript) -> None:
     configure(home, server.url, every="1h")
     yaml = home.root / "agent.yaml"
     yaml.write_text(re.sub(r"daily_tokens: *\d+", "daily_tokens: 1", yaml.read_text()))
@@ -130,7 +100,7 @@ def test_cron_run_over_the_daily_budget_is_reported_not_lost(home: Home, server:
     assert engine.asked("[Scheduled job") == 0
 
 
-def test_cron_run_survives_a_kill_after_its_commit_and_is_not_run_twice(home: Home, server: ScriptedServer, engine: SlowForOneMessage) -> None:
+def test_cron_run_survives_a_kill_after_its_commit_and_is_not_run_twice(home: Home, server: ScriptedServer, engine: EngineScript) -> None:
     """Killed between the run's commit and its record: the next start finds the commit and counts it done."""
     configure(home, server.url, every="1h")
     (home.root / "CRON.md").write_text("# Jobs\n\n## Tidy\n`0 3 * * *`\nTidy the notes.\n")

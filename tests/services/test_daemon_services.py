@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 
-from agentd.daemon import build_daemon
+from agentd.daemon import Daemon, build_daemon
 from agentd.events import Event, EventKind, register_kind
 from agentd.home import Home
 from agentd.ledger import Ledger
@@ -18,8 +16,8 @@ from agentd.services.cron import CronService
 from agentd.services.engine_owner import EngineNews
 from agentd.services.retries import RetrySchedule
 from engine.supervisor import EngineEvent
-from tests.doubles.agent_responder import respond
-from tests.doubles.openai_server import Reply, ScriptedServer
+from tests.doubles.openai_server import ScriptedServer
+from tests.services.conftest import EngineScript
 from tests.services.harness import FakeMonotonic, idle, run_until, running
 from tests.test_daemon import configure, post
 
@@ -43,41 +41,20 @@ class PingService(Service):
         self.outcomes.append(outcome)
 
 
-# ---------------------------------------------------------------------- fixtures
-class Engine:
-    """The scripted server's answers, with an outage the test switches on and off."""
-
-    def __init__(self) -> None:
-        self.down_for: str | None = None  # events whose text holds this fail with a 400
-        self.bodies: list[dict[str, Any]] = []
-
-    def __call__(self, body: dict[str, Any]) -> Reply:
-        self.bodies.append(body)
-        last = str(body["messages"][-1].get("content", ""))
-        if self.down_for is not None and self.down_for in last and body.get("max_tokens") != 1:
-            return Reply(status=400, content="the engine is down")
-        return respond(body)
-
-    def asked(self, marker: str) -> int:
-        return sum(1 for b in self.bodies if b.get("max_tokens") != 1 and marker in str(b["messages"][-1].get("content", "")))
-
-
-@pytest.fixture
-def engine() -> Engine:
-    return Engine()
-
-
-@pytest.fixture
-def server(engine: Engine) -> Iterator[ScriptedServer]:
-    s = ScriptedServer(responder=engine).start()
-    yield s
-    s.stop()
-
-
+# ---------------------------------------------------------------------- helpers
 def cron_home(home: Home, server: ScriptedServer) -> None:
     configure(home, server.url, every="1h")
     (home.root / "CRON.md").write_text("# Jobs\n\n## Tidy\n`0 3 * * *`\nTidy the notes.\n")
     home.absorb_person_edits()
+
+
+def cron_outage(home: Home, server: ScriptedServer, engine: EngineScript) -> tuple[Daemon, CronService, FakeMonotonic]:
+    """A daemon whose retries wait 60 s on a clock the test moves; the engine down for the job."""
+    cron_home(home, server)
+    clock = FakeMonotonic()
+    d = build_daemon(home, poll_s=0.02, retries=RetrySchedule(clock=clock, backoff=lambda attempt: 60.0))
+    engine.down_for = "[Scheduled job: tidy"
+    return d, next(s for s in d.services if isinstance(s, CronService)), clock
 
 
 def subjects(home: Home, prefix: str) -> list[str]:
@@ -85,7 +62,7 @@ def subjects(home: Home, prefix: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------- tests
-def test_a_toy_trigger_added_through_the_public_door(home: Home, server: ScriptedServer, engine: Engine) -> None:
+def test_a_toy_trigger_added_through_the_public_door(home: Home, server: ScriptedServer, engine: EngineScript) -> None:
     configure(home, server.url, every="1h")
     d = build_daemon(home, poll_s=0.02)
     ping = d.add(PingService(d))  # the one line a new trigger adds to build_daemon()
@@ -106,13 +83,9 @@ def test_a_kind_is_registered_once_and_an_unknown_kind_is_refused() -> None:
         Event("pong", "", datetime(2026, 1, 1))
 
 
-def test_cron_retried_after_engine_outage(home: Home, server: ScriptedServer, engine: Engine) -> None:
+def test_cron_retried_after_engine_outage(home: Home, server: ScriptedServer, engine: EngineScript) -> None:
     """A cron wake the engine could not serve is undone and retried after its backoff, then done once."""
-    cron_home(home, server)
-    clock = FakeMonotonic()
-    d = build_daemon(home, poll_s=0.02, retries=RetrySchedule(clock=clock, backoff=lambda attempt: 60.0))
-    cron = next(s for s in d.services if isinstance(s, CronService))
-    engine.down_for = "[Scheduled job: tidy"
+    d, cron, clock = cron_outage(home, server, engine)
     with running(d):
         due = d.now() - timedelta(minutes=1)
         assert cron.queue_run("tidy", due)
@@ -134,12 +107,8 @@ def test_cron_retried_after_engine_outage(home: Home, server: ScriptedServer, en
     assert runs.pending is None and runs.last_commit and runs.last_skip is None
 
 
-def test_cron_retried_after_engine_outage_gives_up_past_its_grace(home: Home, server: ScriptedServer, engine: Engine) -> None:
-    cron_home(home, server)
-    clock = FakeMonotonic()
-    d = build_daemon(home, poll_s=0.02, retries=RetrySchedule(clock=clock, backoff=lambda attempt: 60.0))
-    cron = next(s for s in d.services if isinstance(s, CronService))
-    engine.down_for = "[Scheduled job: tidy"
+def test_cron_retried_after_engine_outage_gives_up_past_its_grace(home: Home, server: ScriptedServer, engine: EngineScript) -> None:
+    d, cron, clock = cron_outage(home, server, engine)
     with running(d):
         due = d.now() - cron.grace + timedelta(seconds=1)  # within its grace for one more second
         assert cron.queue_run("tidy", due)
@@ -154,7 +123,7 @@ def test_cron_retried_after_engine_outage_gives_up_past_its_grace(home: Home, se
     assert d.retries.waiting() == set()
 
 
-def test_message_not_retried_before_its_backoff(home: Home, server: ScriptedServer, engine: Engine) -> None:
+def test_message_not_retried_before_its_backoff(home: Home, server: ScriptedServer, engine: EngineScript) -> None:
     """The inbox poll and the worker share the retry schedule: a failed message waits out its backoff."""
     configure(home, server.url, every="1h")
     clock = FakeMonotonic()
