@@ -288,9 +288,9 @@ def deny(c: Context, approval_id: str) -> None:
 @pass_ctx
 def run(c: Context) -> None:
     """Run the daemon in the foreground (heartbeat, cron, inbox). SIGTERM/Ctrl-C stop it cleanly."""
-    from agentd.daemon import Daemon
+    from agentd.daemon import build_daemon
 
-    sys.exit(Daemon(c.home()).run())
+    sys.exit(build_daemon(c.home()).run())
 
 
 @cli.command()
@@ -330,7 +330,7 @@ def cron() -> None:
 @cron.command("list")
 @pass_ctx
 def cron_list(c: Context) -> None:
-    """Each job in CRON.md with its next run (and any errors, with file:line)."""
+    """Each job in CRON.md: next run, last run, last skip with its reason (and errors, with file:line)."""
     for line in schedule.cron_lines(c.home()):
         click.echo(line)
 

@@ -555,17 +555,11 @@ class ContextCompiler:
     @staticmethod
     def event_message(event: Event, now: datetime, changes: Sequence[str] = ()) -> Message:
         """The event: what woke the agent, and the volatile facts, in the last message."""
-        head = {
-            "message": "Message from the person",
-            "heartbeat": "Heartbeat",
-            "cron": f"Scheduled job: {event.name}",
-            "system": "Notice from the daemon",
-        }[event.kind]
-        lines = [f"[{head} · {now.strftime('%Y-%m-%d %H:%M %Z').strip()} ({now.strftime('%A')})]"]
+        lines = [f"[{event.heading} · {now.strftime('%Y-%m-%d %H:%M %Z').strip()} ({now.strftime('%A')})]"]
         if changes:
             lines.append("Changed in the home since the last wake: " + ", ".join(changes))
         lines.append("")
         lines.append(event.text.strip() or "(empty)")
-        if event.kind == "message":
+        if event.spec.from_person:
             lines += ["", "(Answer the person with the reply tool.)"]
         return {"role": "user", "content": "\n".join(lines)}

@@ -131,7 +131,7 @@ class _Turn:
 
 def session_kind(event: Event) -> str:
     """Cron jobs run in their own short session on the shared prefix; the rest share "main"."""
-    return f"cron:{event.name}" if event.kind == "cron" else "main"
+    return event.session_kind
 
 
 def _parse_turn(result: ChatResult, tool_calling: str) -> _Turn:
@@ -219,7 +219,7 @@ class Wake:
                     ended = True
                     if outcome.reply is not None:
                         self.result.reply = outcome.reply
-                    elif self.event.kind == "message":
+                    elif self.event.spec.from_person:
                         self.result.reply = outcome.text  # the person asked: `done`'s summary is the answer
                     else:
                         self.summary = outcome.text
@@ -230,11 +230,11 @@ class Wake:
         """A budget ran out: recorded as such, and a person who asked hears why."""
         self.result.status = "budget"
         self.result.error = why
-        if self.event.kind == "message" and self.result.reply is None:
+        if self.event.spec.from_person and self.result.reply is None:
             self.result.reply = f"(I could not finish an answer: {why}. What I did is in the journal.)"
 
     def _finish_with_text(self, text: str) -> None:
-        if self.event.kind == "message" or (text and text != HEARTBEAT_OK):
+        if self.event.spec.from_person or (text and text != HEARTBEAT_OK):
             self.result.reply = text or "(no answer)"
         else:
             self.summary = text
@@ -298,7 +298,7 @@ class Wake:
 
     # ---------------------------------------------------------------- recording
     def heartbeat_was_empty(self) -> bool:
-        if self.event.kind != "heartbeat" or self.result.status != "ok" or self.ctx.changed:
+        if not self.event.spec.quiet_ok or self.result.status != "ok" or self.ctx.changed:
             return False
         text = (self.result.reply or self.summary or "").strip()
         return text.startswith(HEARTBEAT_OK)
@@ -308,7 +308,7 @@ class Wake:
         home, ev, res = self.agent.home, self.event, self.result
         if res.reply is not None:
             self._deliver(res.reply)
-        if ev.kind == "message" and ev.source and res.status != "failed":
+        if ev.spec.from_person and ev.source and res.status != "failed":
             done = f"inbox/done/{ev.source.split('/')[-1]}"
             if (home.root / ev.source).exists():
                 home.move(ev.source, done)
@@ -331,7 +331,7 @@ class Wake:
         rel = f"outbox/{day}.md"
         head = f"# Conversation {day}\n" if not (home.root / rel).exists() else ""
         quoted = ""
-        if ev.kind == "message":
+        if ev.spec.from_person:
             quoted = "\n".join("> " + line for line in ev.text.strip().splitlines()[:20]) + "\n\n"
         ref = f" · re: {ev.name}" if ev.name else ""
         home.append_text(rel, f"{head}\n## {self.now.strftime('%H:%M')} · {ev.label}{ref}\n\n{quoted}{reply.strip()}\n")
@@ -441,8 +441,8 @@ def wake(agent: Agent, event: Event, *, on_delta: Callable[[str], None] | None =
             # Nothing to do: no trace in the session, no journal entry, no commit.
             w.result.status = "heartbeat_ok"
             wal.end()
-        elif w.result.status == "failed" and event.kind == "message" and not w.ctx.changed:
-            # The engine could not answer: the message stays in the inbox to be tried again.
+        elif w.result.status == "failed" and event.spec.retried and not w.ctx.changed:
+            # The engine could not answer: undone, to be tried again (a message stays in the inbox).
             wal.roll_back(home)
         else:
             # Someone edited a file the agent was working on: their version is

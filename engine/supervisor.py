@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,15 @@ from engine.types import EngineSettings
 LOG_TAIL_LINES = 40
 # psutil derives a start time from the boot time, which moves a little with clock adjustments.
 CREATE_TIME_SLACK_S = 1.0
+
+
+class EngineEvent(StrEnum):
+    """What the monitor reports to ``on_event``: typed, so a listener never matches a substring."""
+
+    DIED = "engine died"
+    RESTART_FAILED = "engine restart failed"
+    RESTARTED = "engine restarted"
+    GAVE_UP = "engine gave up"
 
 
 @dataclass
@@ -85,7 +95,7 @@ class EngineSupervisor:
         self.timeouts = timeouts or Timeouts.from_env()
         self.info: EngineInfo | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self.on_event: Callable[[str, str], None] | None = None
+        self.on_event: Callable[[EngineEvent, str], None] | None = None
         self._monitor: threading.Thread | None = None
         self._stop_monitor = threading.Event()
         self._lock = threading.RLock()
@@ -274,7 +284,7 @@ class EngineSupervisor:
         if dead is None or self.alive():
             return
         code = self._proc.poll() if self._proc is not None else None
-        self._event("engine died", f"exit code {code}; restarting (see {self.log_file})")
+        self._event(EngineEvent.DIED, f"exit code {code}; restarting (see {self.log_file})")
         last_error = ""
         while self.restarts < self.max_restarts:
             delay = self.backoff * (2**self.restarts)
@@ -285,17 +295,17 @@ class EngineSupervisor:
                 self.start(port=dead.port, api_key=dead.api_key)  # stops what is left of the dead one first
             except EngineError as e:
                 last_error = str(e).splitlines()[0]
-                self._event("engine restart failed", f"attempt {self.restarts} of {self.max_restarts}: {last_error}")
+                self._event(EngineEvent.RESTART_FAILED, f"attempt {self.restarts} of {self.max_restarts}: {last_error}")
                 continue
-            self._event("engine restarted", f"attempt {self.restarts}")
+            self._event(EngineEvent.RESTARTED, f"attempt {self.restarts}")
             return
         self._event(
-            "engine gave up",
+            EngineEvent.GAVE_UP,
             f"{self.restarts} restarts in a row failed (last: {last_error or 'none tried'}); the engine stays down "
             f"until it is started again. Last lines of {self.log_file}:\n{log_tail(self.log_file, 10)}",
         )
 
-    def _event(self, kind: str, detail: str) -> None:
+    def _event(self, kind: EngineEvent, detail: str) -> None:
         if self.on_event is not None:
             self.on_event(kind, detail)
 

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -58,6 +59,7 @@ class Scheduler:
         self.grace = grace
         self._now = now
         self._aps = BackgroundScheduler()
+        self._aps.add_listener(self._missed, EVENT_JOB_MISSED)
         self._spec: _Spec | None = None
         self._applied: dict[str, Any] = {}
         self._lock = threading.RLock()
@@ -129,8 +131,15 @@ class Scheduler:
         if kind == "heartbeat" and spec is not None and not spec.active_hours.contains(now.astimezone(spec.tz)):
             self.on_skip(kind, name, f"outside active hours ({spec.active_hours})")
             return
-        self._record(f"{kind}:{name}" if name else kind, now)
+        # Handed over first, recorded after: a crash in between fires it again on catch-up
+        # (the daemon coalesces the two), never loses it.
         self.on_fire(kind, name, now)
+        self._record(f"{kind}:{name}" if name else kind, now)
+
+    def _missed(self, event: JobExecutionEvent) -> None:
+        """APScheduler dropped a run late past the grace (the machine slept): said, not silent."""
+        kind, _, name = str(event.job_id).partition(":")
+        self.on_skip(kind, name or None, f"missed at {event.scheduled_run_time:%Y-%m-%d %H:%M}, late past the {_ago(self.grace)} grace (the machine slept or was busy)")
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -171,8 +180,8 @@ class Scheduler:
                 continue
             late = now - missed
             if late <= self.grace:
-                self._record(key, now)
                 self.on_fire("cron", job.slug, missed)
+                self._record(key, now)
             else:
                 self._record(key, now)
                 self.on_skip("cron", job.slug, f"missed at {missed:%Y-%m-%d %H:%M}, {_ago(late)} ago, past the {_ago(self.grace)} grace")

@@ -297,14 +297,20 @@ def test_heartbeats_that_come_due_while_waiting_are_coalesced() -> None:
     from datetime import datetime
 
     from agentd.daemon import WakeQueue
+    from agentd.events import Event
 
     q = WakeQueue()
     for minute in range(3):
-        q.put_heartbeat(datetime(2026, 1, 1, 9, minute))
-    q.put_message("inbox/a.md")
-    assert q.get(0) == ("message", "inbox/a.md")
-    assert q.get(0) == ("heartbeat", datetime(2026, 1, 1, 9, 0))
+        q.put(Event("heartbeat", "", datetime(2026, 1, 1, 9, minute)))
+    q.put(Event("message", "", datetime(2026, 1, 1, 9, 5), name="a", source="inbox/a.md"))
+    first = q.get(0)
+    assert first is not None and first.source == "inbox/a.md", "messages first"
+    second = q.get(0)
+    assert second is not None and (second.kind, second.at) == ("heartbeat", datetime(2026, 1, 1, 9, 0))
     assert q.get(0) is None and q.coalesced == 2
+    assert not q.put(Event("heartbeat", "", datetime(2026, 1, 1, 9, 9))), "one running is one pending"
+    q.done(second)
+    assert q.put(Event("heartbeat", "", datetime(2026, 1, 1, 9, 9)))
 
 
 def test_heartbeat_due_during_a_wake_is_coalesced(home: Home, server: ScriptedServer, responder: CountingResponder, daemon: Callable[..., Daemon]) -> None:
@@ -374,13 +380,12 @@ def test_a_bad_skill_found_during_a_wake_is_told_after_it(home: Home) -> None:
     from agentd.errors import FrontMatterError
 
     d = AgentDaemon(home)
-    d.reported = set()
     err = FrontMatterError(home.root / "skills/x/SKILL.md", 3, "description: expected a string")
     with home.lock(timeout=1, purpose="a wake"):
         d._bad_skill(err)  # must neither wait for the lock nor lose the notice
     assert not (home.root / "outbox/notices.md").exists()
-    d._report_skill_errors()
-    d._report_skill_errors()
+    d.notices.flush()  # what the main loop does between wakes
+    d.notices.flush()
     notices = (home.root / "outbox/notices.md").read_text()
     assert notices.count("skills/x/SKILL.md:3") == 1
     assert home.dirty_paths() == []

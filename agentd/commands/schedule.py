@@ -33,11 +33,7 @@ def planned_runs(home: Home, config: Config) -> list[dict[str, Any]]:
 
 
 def cron_lines(home: Home) -> list[str]:
-    parsed, nexts = _cron_schedule(home, load_config(home.root))
-    lines = []
-    for job, nxt in zip(parsed.jobs, nexts, strict=True):
-        lines.append(f"{job.name:24} {job.expr:16} next {nxt:%Y-%m-%d %H:%M %Z}" if nxt else f"{job.name:24} {job.expr:16} never")
-    if not parsed.jobs:
-        lines.append("no jobs in CRON.md")
-    lines += [f"error: {e}" for e in parsed.errors]
-    return lines
+    from agentd.services.cron_runs import cron_report
+
+    tz = timezone_of(load_config(home.root))
+    return cron_report(home, tz, datetime.now(tz))

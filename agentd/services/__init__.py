@@ -1,0 +1,1 @@
+"""The daemon's services: wake sources that publish typed events, and what lives beside the core."""
