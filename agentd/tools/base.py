@@ -156,10 +156,12 @@ class ToolRegistry:
     def schemas(self) -> list[dict[str, Any]]:
         return [tool.schema() for tool in self._tools.values()]
 
-    def action_schema(self) -> dict[str, Any]:
-        """For constrained JSON actions: one of ``{"tool": NAME, "arguments": {...}}``."""
+    def action_schema(self, only: str | None = None) -> dict[str, Any]:
+        """For constrained JSON actions: one of ``{"tool": NAME, "arguments": {...}}`` (NAME = ``only`` when given)."""
         variants = []
         for tool in self._tools.values():
+            if only is not None and tool.name != only:
+                continue
             variants.append(
                 {
                     "type": "object",
