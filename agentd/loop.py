@@ -151,7 +151,8 @@ def _parse_turn(result: ChatResult, tool_calling: str, reply_only: bool = False)
         return _Turn([], result.content.strip(), None)
     text = result.content.strip()
     try:
-        action = json.loads(text)
+        # strict=False: llama.cpp's grammar lets raw control characters (a newline) into strings.
+        action = json.loads(text, strict=False)
     except json.JSONDecodeError as e:
         cut = field_text(text, "text") if reply_only else None
         if cut is not None and cut[0].strip():

@@ -42,7 +42,7 @@ def string_so_far(raw: str, start: int) -> tuple[str, bool]:
             break
         i += 6
     try:
-        return json.loads('"' + raw[start:end] + '"'), closed
+        return json.loads('"' + raw[start:end] + '"', strict=False), closed  # raw newlines too
     except json.JSONDecodeError:  # a malformed escape the grammar would not let through
         return "", closed
 

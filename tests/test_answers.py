@@ -158,3 +158,19 @@ def test_the_reply_streams_piece_by_piece_from_a_json_action(home: Home) -> None
     result = wake(make_agent(home, engine), message(home, "hi"), on_delta=pieces.append)
     assert result.reply == 'Café "Ada" 😀\nbye'
     assert "".join(pieces) == result.reply and len(pieces) > 5  # token by token, none of the read_file action
+
+
+def test_a_raw_newline_inside_the_reply_text_is_accepted(home: Home) -> None:
+    # llama.cpp's grammar lets raw control characters into JSON strings; strict parsing wasted the step
+    engine = ScriptedEngine()
+    engine.enqueue('{"tool": "reply", "arguments": {"text": "line one\nline two"}}')
+    result = wake(make_agent(home, engine), message(home, "two lines?"))
+    assert result.status == "ok" and result.reply == "line one\nline two" and result.steps == 1
+
+
+def test_a_cut_reply_with_raw_newlines_is_still_delivered(home: Home) -> None:
+    set_config(home, "max_steps: 8", "max_steps: 1")
+    engine = ScriptedEngine()
+    engine.enqueue('{ "tool": "reply", "arguments": { "text" : "Ana lives\nin Krakow and')
+    result = wake(make_agent(home, engine), message(home, "Where does my sister live?"))
+    assert result.status == "ok" and result.reply == "Ana lives\nin Krakow and"

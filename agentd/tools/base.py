@@ -188,7 +188,7 @@ class ToolRegistry:
             return ToolOutcome(name, False, f"error: unknown tool {name[:80]!r}; the tools are: {', '.join(self._tools)}")
         if isinstance(arguments, str):
             try:
-                args = json.loads(arguments) if arguments.strip() else {}
+                args = json.loads(arguments, strict=False) if arguments.strip() else {}
             except json.JSONDecodeError as e:
                 return ToolOutcome(name, False, f"error: arguments are not valid JSON ({e.msg} at column {e.colno})")
             except RecursionError:
