@@ -14,17 +14,17 @@ from agentd.loop import wake
 from agentd.wiring import build_agent
 
 
-def _print_delta(text: str) -> None:
+def print_delta(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
 
 
-def _print_reply(streamed: str, reply: str | None) -> None:
+def print_reply(streamed: str, reply: str | None) -> None:
     """End the streamed text; print the reply unless it was the text just streamed.
 
-    Only a native-mode answer without a tool call streams as the reply itself: text
-    streamed before a tool call is the model thinking aloud, a ``reply`` tool's text
-    arrives whole in its arguments, and JSON actions are not streamed at all.
+    A JSON action's ``reply`` text and a native answer without a tool call stream as
+    the reply itself; text streamed before a native tool call is the model thinking
+    aloud, and a native ``reply`` call's text arrives whole in its arguments.
     """
     if streamed:
         click.echo()
@@ -52,17 +52,16 @@ def run_chat(home: Home) -> None:
 
             def on_delta(t: str) -> None:
                 streamed.append(t)
-                _print_delta(t)
+                print_delta(t)
 
-            native = config.engine.tool_calling == "native"
             try:
-                result = wake(agent, event, on_delta=on_delta if native else None)
+                result = wake(agent, event, on_delta=on_delta)
             except KeyboardInterrupt:
                 with home.lock(purpose="chat interrupted"):
                     home.recover()
                 click.echo("\n(interrupted: the unfinished wake was undone; your message stays in the inbox)")
                 return
-            _print_reply("".join(streamed), result.reply)
+            print_reply("".join(streamed), result.reply)
             if result.status != "ok":
                 click.echo(f"[{result.status}: {result.error}]", err=True)
 

@@ -195,13 +195,20 @@ def say(c: Context, message: str, timeout: float) -> None:
     Example:
       agentd say "what is on my list today?"
     """
-    result = wakes.say(c.home(), message, timeout=timeout)
+    from agentd.chat import print_delta, print_reply
+
+    streamed: list[str] = []
+
+    def on_delta(text: str) -> None:
+        streamed.append(text)
+        print_delta(text)
+
+    result = wakes.say(c.home(), message, timeout=timeout, on_delta=on_delta)
     if isinstance(result, dict):
         reply, status, error = result.get("reply"), result.get("status"), result.get("error")
     else:
         reply, status, error = result.reply, result.status, result.error
-    if reply:
-        click.echo(str(reply))
+    print_reply("".join(streamed), str(reply) if reply else None)
     if status not in ("ok", "heartbeat_ok"):
         click.echo(f"[wake {status}: {error}]", err=True)
         if not reply:

@@ -28,6 +28,7 @@ from agentd.ledger import Ledger, Record
 from agentd.tools.base import ToolContext, ToolOutcome, ToolRegistry
 from agentd.wal import WriteAheadLog
 from engine.errors import EngineError, EngineHTTPError
+from engine.partial_json import StringField, field_text
 from engine.types import ChatEngine, ChatResult, Usage
 from memory import journal
 from memory.compaction import compact, headroom, needs_compaction
@@ -35,6 +36,11 @@ from memory.compaction import compact, headroom, needs_compaction
 MAX_REPLY_IN_COMMIT = 72
 STEP_MAX_TOKENS = 512  # one action; a model stuck repeating itself stops here, not at the wake budget
 MIN_STEP_TOKENS = 64  # a step needs at least this much room in the context window
+REPLY = "reply"
+MAX_SAME_FAILURES = 2  # the same call (tool and arguments) failing this often is not run again
+LAST_STEP_NOTE = "[last step] This is the last step of this wake: answer the person now with the reply tool, from what you know."
+REPEAT_NOTE = ("not run: this exact call already failed twice ({error}). Do not repeat it; "
+               "answer the person with the reply tool from what you know.")
 # How engines say a prompt does not fit (llama.cpp, vLLM, SGLang, OpenAI).
 CONTEXT_OVERFLOW = re.compile(
     r"context (length|size|window)|maximum context|does not fit the context|context_length_exceeded|too many tokens",
@@ -110,6 +116,10 @@ class _Budget:
     steps: int = 0
     completion: int = 0
 
+    def last_step(self) -> bool:
+        """The next step is the last the step or completion budget allows (a step may use STEP_MAX_TOKENS)."""
+        return self.steps + 1 >= self.max_steps or self.max_completion - self.completion <= STEP_MAX_TOKENS
+
     def exhausted(self) -> str | None:
         if self.steps >= self.max_steps:
             return f"step budget of {self.max_steps} engine calls used up"
@@ -134,15 +144,20 @@ def session_kind(event: Event) -> str:
     return event.session_kind
 
 
-def _parse_turn(result: ChatResult, tool_calling: str) -> _Turn:
+def _parse_turn(result: ChatResult, tool_calling: str, reply_only: bool = False) -> _Turn:
     if tool_calling == "native":
         if result.tool_calls:
             return _Turn([(c.name, c.arguments, c.id) for c in result.tool_calls], None, None)
         return _Turn([], result.content.strip(), None)
     text = result.content.strip()
     try:
-        action = json.loads(text)
+        # strict=False: llama.cpp's grammar lets raw control characters (a newline) into strings.
+        action = json.loads(text, strict=False)
     except json.JSONDecodeError as e:
+        cut = field_text(text, "text") if reply_only else None
+        if cut is not None and cut[0].strip():
+            # A reply cut short by max_tokens: what the person would have read so far is the answer.
+            return _Turn([(REPLY, {"text": cut[0]}, None)], None, None)
         return _Turn([], None, f"your answer was not a JSON action ({e.msg}); answer with {{\"tool\": …, \"arguments\": {{…}}}}")
     except RecursionError:  # nesting deeper than the parser's stack: a malformed action, not a crash
         return _Turn([], None, "your answer's JSON is nested too deeply; answer with one flat action")
@@ -184,6 +199,9 @@ class Wake:
         self.pending: list[Message] = []
         self.summary: str | None = None
         self.purpose = "wake"
+        self.failures: dict[str, tuple[int, str]] = {}  # call key → (times failed, last error)
+        self.reply_only = False  # the next step may only reply (a repeated failing call was refused)
+        self.final_asked = False  # a reply-only step was made
         b = agent.config.budgets
         self.budget = _Budget(b.max_steps, b.max_completion_tokens, agent.monotonic() + b.max_wall_seconds, agent.monotonic)
 
@@ -193,15 +211,22 @@ class Wake:
         tool_calling = self.agent.config.engine.tool_calling
         while True:
             stop = self.budget.exhausted()
-            if stop:
+            # A person who asked gets the model's answer, not a budget notice: the step the
+            # budget allows last may only reply; a wall-time stop before it grants that one step.
+            grace = stop is not None and self._owes_answer() and not self.final_asked and self.budget.completion < self.budget.max_completion
+            if stop and not grace:
                 self._stop(stop)
                 return
+            reply_only = self._owes_answer() and (grace or self.reply_only or self.budget.last_step())
+            if reply_only:
+                self.final_asked = True
+                self.pending.append({"role": "user", "content": LAST_STEP_NOTE})
             try:
-                result = self._call(session)
+                result = self._call(session, reply_only)
             except ContextFull as e:
                 self._stop(str(e))
                 return
-            turn = _parse_turn(result, tool_calling)
+            turn = _parse_turn(result, tool_calling, reply_only)
             self.pending.append(_assistant_message(result, tool_calling))
             if turn.problem:
                 self.result.actions.append("malformed action (returned to the model)")
@@ -212,7 +237,7 @@ class Wake:
                 return
             ended = False
             for name, arguments, call_id in turn.calls:
-                outcome = self.agent.registry.execute(self.ctx, name, arguments)
+                outcome = self._execute(name, arguments)
                 self.result.actions.append(self.agent.mask(self._describe(name, arguments, outcome)))
                 self.pending.append(_result_message(outcome, call_id, tool_calling))
                 if outcome.ends_wake:
@@ -225,6 +250,27 @@ class Wake:
                         self.summary = outcome.text
             if ended:
                 return
+
+    def _owes_answer(self) -> bool:
+        return self.event.kind == "message" and self.result.reply is None
+
+    def _execute(self, name: str, arguments: str | dict[str, Any]) -> ToolOutcome:
+        """Run one call, unless the very same call already failed twice: then the model is told so."""
+        args = arguments
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except (json.JSONDecodeError, RecursionError):
+                pass
+        key = name + "\0" + (json.dumps(args, sort_keys=True) if not isinstance(args, str) else args)
+        failed, error = self.failures.get(key, (0, ""))
+        if failed >= MAX_SAME_FAILURES:
+            self.reply_only = self._owes_answer()
+            return ToolOutcome(name, False, "error: " + REPEAT_NOTE.format(error=error[:200]))
+        outcome = self.agent.registry.execute(self.ctx, name, arguments)
+        if not outcome.ok:
+            self.failures[key] = (failed + 1, " ".join(outcome.text.split()))
+        return outcome
 
     def _stop(self, why: str) -> None:
         """A budget ran out: recorded as such, and a person who asked hears why."""
@@ -239,7 +285,7 @@ class Wake:
         else:
             self.summary = text
 
-    def _call(self, session: Session) -> ChatResult:
+    def _call(self, session: Session, reply_only: bool = False) -> ChatResult:
         agent = self.agent
         request: Request = agent.compiler.render(session, self.pending)
         tool_calling = agent.config.engine.tool_calling
@@ -252,14 +298,18 @@ class Wake:
             max_tokens = min(max_tokens, room)
         kwargs: dict[str, Any] = {"max_tokens": max_tokens, "temperature": 0.0, "extra_body": agent.extra_body}
         if tool_calling == "native":
-            kwargs |= {"tools": request.tools, "tool_choice": "auto"}
+            # The tools stay the same (they are part of the cached prefix); only the choice narrows.
+            choice = {"type": "function", "function": {"name": REPLY}} if reply_only else "auto"
+            kwargs |= {"tools": request.tools, "tool_choice": choice}
         else:
             kwargs["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "action", "schema": agent.registry.action_schema()},
+                "json_schema": {"name": "action", "schema": agent.registry.action_schema(REPLY if reply_only else None)},
             }
         # Always streamed: the engine's time to first token is measured, not guessed.
-        on_delta = self.on_delta if tool_calling == "native" else None
+        on_delta = self.on_delta
+        if on_delta is not None and tool_calling == "json":
+            on_delta = _reply_stream(on_delta)
         try:
             result = agent.engine.chat(request.messages, stream=True, on_delta=on_delta, **kwargs)
         except EngineHTTPError as e:
@@ -358,6 +408,17 @@ class Wake:
             "Completion-Tokens": str(res.completion_tokens),
         }
         return subject + ("\n\n" + body if body.strip() else ""), trailers
+
+
+def _reply_stream(sink: Callable[[str], None]) -> Callable[[str], None]:
+    """Reads a streamed JSON action; passes the reply tool's text on as it is generated."""
+    field = StringField("text", when=("tool", REPLY))
+
+    def feed(piece: str) -> None:
+        if text := field.feed(piece):
+            sink(text)
+
+    return feed
 
 
 def _context_full(window: int | None, prefix_tokens: int | None = None) -> str:

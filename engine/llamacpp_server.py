@@ -12,7 +12,10 @@ What it adds to llama-cpp-python (whose bundled server reports no cached tokens)
   keyed by the prefix's token hash, so a session that alternates with another (a
   chat, then a cron job's own session) restores the home prefix instead of
   recomputing it;
-- ``response_format`` JSON schema → a llama.cpp grammar (constrained decoding).
+- ``response_format`` JSON schema → a llama.cpp grammar (constrained decoding);
+- **native tool calls**: ``tools`` and ``tool_choice`` become a grammar over the tool
+  schemas (see :mod:`engine.tool_calls`), answered as ``message.tool_calls``, streamed
+  as ``delta.tool_calls`` while the model writes the arguments.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from typing import Any
 import jinja2
 import llama_cpp
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from engine.tool_calls import OutputReader, ToolRequestError, output_schema, template_messages
 
 API_KEY_ENV = "AGENTD_ENGINE_API_KEY"
 LOOPBACK = "127.0.0.1"  # the only address it listens on: no option widens it
@@ -133,6 +138,29 @@ class Engine:
         except jinja2.TemplateError as e:
             raise BadRequest(f"chat template failed: {e}") from None
 
+    def chat_messages(self, messages: Any, tools: Any) -> tuple[list[dict[str, Any]], int]:
+        """The request's messages as the chat template takes them (tool calls and results as text, tools
+        in the system message), and how many messages that put in front."""
+        if not isinstance(messages, list) or not messages:
+            raise BadRequest("messages: expected a non-empty list")
+        if tools is not None and not isinstance(tools, list):
+            raise BadRequest("tools: expected a list")
+        try:
+            return template_messages(messages, tools or None)
+        except ToolRequestError as e:
+            raise BadRequest(str(e)) from None
+
+    @staticmethod
+    def tool_reader(body: dict[str, Any]) -> tuple[OutputReader, dict[str, Any]] | None:
+        """For a request that may call tools: the reader of the model's answer and the schema constraining it."""
+        tools, choice = body.get("tools"), body.get("tool_choice")
+        if not tools or choice == "none":
+            return None
+        try:
+            return OutputReader(), output_schema(tools, choice)
+        except ToolRequestError as e:
+            raise BadRequest(str(e)) from None
+
     def tokens(self, text: str) -> list[int]:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=self.add_bos, special=True))
 
@@ -190,24 +218,24 @@ class Engine:
     # ------------------------------------------------------------ completion
     def complete(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Yields text pieces ``{"text": …}`` and finally ``{"done": …usage…}``."""
-        if body.get("tools") and body.get("tool_choice") != "none":
-            raise BadRequest("native tool calls are not supported by the embedded engine; use tool_calling: json")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise BadRequest("messages: expected a non-empty list")
+        messages, inserted = self.chat_messages(body.get("messages"), body.get("tools"))
         prompt = self.render(messages, generation_prompt=True)
         tokens = self.tokens(prompt)
         if len(tokens) >= self.llm.n_ctx():
             raise BadRequest(f"prompt of {len(tokens)} tokens does not fit the context of {self.llm.n_ctx()}")
         prefix_len = 0
         n_prefix = body.get("cache_prefix_messages")
-        if isinstance(n_prefix, int) and 0 < n_prefix < len(messages) + 1:
+        if isinstance(n_prefix, int) and 0 < n_prefix < len(messages) + 1 - inserted:
+            n_prefix += inserted
             prefix_tokens = self.tokens(self.render(messages[:n_prefix], generation_prompt=False))
             if tokens[: len(prefix_tokens)] == prefix_tokens:
                 prefix_len = len(prefix_tokens)
         grammar = None
         fmt = body.get("response_format") or {}
-        if fmt.get("type") == "json_schema":
+        reader = self.tool_reader(body)
+        if reader is not None:
+            grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(grammar_schema(reader[1])), verbose=False)
+        elif fmt.get("type") == "json_schema":
             schema = (fmt.get("json_schema") or {}).get("schema")
             if not isinstance(schema, dict):
                 raise BadRequest("response_format.json_schema.schema: expected a JSON schema object")
@@ -244,10 +272,15 @@ class Engine:
                 if choice.get("text"):
                     if ttft is None:
                         ttft = time.monotonic() - start
-                    yield {"text": choice["text"]}
+                    if reader is None:
+                        yield {"text": choice["text"]}
+                    else:
+                        yield from reader[0].feed(choice["text"])
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
             completion = self.llm.completion_tokens()
+            if reader is not None and reader[0].called and finish == "stop":
+                finish = "tool_calls"
         c = self.counters
         c["requests"] += 1
         c["prompt_tokens"] += len(tokens)
@@ -333,7 +366,8 @@ def make_handler(engine: Engine, api_key: str) -> type[BaseHTTPRequestHandler]:
                 body = self._body()
                 if self.path == "/tokenize":
                     if "messages" in body:
-                        text = engine.render(body["messages"], generation_prompt=bool(body.get("add_generation_prompt", True)))
+                        messages, _ = engine.chat_messages(body["messages"], body.get("tools"))
+                        text = engine.render(messages, generation_prompt=bool(body.get("add_generation_prompt", True)))
                     else:
                         text = str(body.get("prompt", ""))
                     toks = engine.tokens(text)
@@ -349,16 +383,25 @@ def make_handler(engine: Engine, api_key: str) -> type[BaseHTTPRequestHandler]:
             rid = "chatcmpl-" + uuid.uuid4().hex[:16]
             created = int(time.time())
             gen = engine.complete(body)
+            call_id = "call_" + uuid.uuid4().hex[:16]
             if not body.get("stream"):
                 text, done = [], {}
+                name, args = None, []
                 for piece in gen:
                     if "text" in piece:
                         text.append(piece["text"])
+                    elif "call" in piece:
+                        name = piece["call"]
+                    elif "arguments" in piece:
+                        args.append(piece["arguments"])
                     else:
                         done = piece["done"]
+                message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if name is None else None}
+                if name is not None:
+                    message["tool_calls"] = [{"id": call_id, "type": "function", "function": {"name": name, "arguments": "".join(args) or "{}"}}]
                 self._json(200, {
                     "id": rid, "object": "chat.completion", "created": created, "model": engine.model_name,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(text)}, "finish_reason": done["finish_reason"]}],
+                    "choices": [{"index": 0, "message": message, "finish_reason": done["finish_reason"]}],
                     "usage": done["usage"], "timings": done["timings"],
                 })
                 return
@@ -382,6 +425,11 @@ def make_handler(engine: Engine, api_key: str) -> type[BaseHTTPRequestHandler]:
             for piece in _chain(first, gen):
                 if "text" in piece:
                     send(chunk({"content": piece["text"]}))
+                elif "call" in piece:
+                    fn = {"name": piece["call"], "arguments": ""}
+                    send(chunk({"tool_calls": [{"index": 0, "id": call_id, "type": "function", "function": fn}]}))
+                elif "arguments" in piece:
+                    send(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece["arguments"]}}]}))
                 else:
                     done = piece["done"]
                     send(chunk({}, done["finish_reason"]))

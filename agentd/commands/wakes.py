@@ -32,8 +32,11 @@ def run_wake(
         return wake(agent, event_for(agent.clock()), on_delta=on_delta)
 
 
-def say(home: Home, text: str, *, timeout: float = 600.0) -> WakeResult | dict[str, Any]:
-    """A message → one wake → the reply. Through the daemon's inbox when one runs."""
+def say(
+    home: Home, text: str, *, timeout: float = 600.0, on_delta: Callable[[str], None] | None = None
+) -> WakeResult | dict[str, Any]:
+    """A message → one wake → the reply. Through the daemon's inbox when one runs; in this
+    process otherwise, the reply streamed to ``on_delta`` as it is generated."""
     if daemon.read_state(home) is not None:
         msg_id = inbox.post(home, text, datetime.now())
         deadline = time.monotonic() + timeout
@@ -54,7 +57,7 @@ def say(home: Home, text: str, *, timeout: float = 600.0) -> WakeResult | dict[s
         return ev
 
     try:
-        return run_wake(home, event_for)
+        return run_wake(home, event_for, on_delta=on_delta)
     except EngineError:
         # No wake ran: the engine could not start. The person sees the error here and
         # sends the message again once it is fixed; a copy left in inbox/ would be

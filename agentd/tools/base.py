@@ -156,10 +156,12 @@ class ToolRegistry:
     def schemas(self) -> list[dict[str, Any]]:
         return [tool.schema() for tool in self._tools.values()]
 
-    def action_schema(self) -> dict[str, Any]:
-        """For constrained JSON actions: one of ``{"tool": NAME, "arguments": {...}}``."""
+    def action_schema(self, only: str | None = None) -> dict[str, Any]:
+        """For constrained JSON actions: one of ``{"tool": NAME, "arguments": {...}}`` (NAME = ``only`` when given)."""
         variants = []
         for tool in self._tools.values():
+            if only is not None and tool.name != only:
+                continue
             variants.append(
                 {
                     "type": "object",
@@ -186,7 +188,7 @@ class ToolRegistry:
             return ToolOutcome(name, False, f"error: unknown tool {name[:80]!r}; the tools are: {', '.join(self._tools)}")
         if isinstance(arguments, str):
             try:
-                args = json.loads(arguments) if arguments.strip() else {}
+                args = json.loads(arguments, strict=False) if arguments.strip() else {}
             except json.JSONDecodeError as e:
                 return ToolOutcome(name, False, f"error: arguments are not valid JSON ({e.msg} at column {e.colno})")
             except RecursionError:

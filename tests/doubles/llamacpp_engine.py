@@ -19,6 +19,10 @@ class LlamaEngineDouble:
         self.calls.append("render")
         return "".join(str(m.get("content", "")) for m in messages)
 
+    def chat_messages(self, messages: Any, tools: Any) -> tuple[list[dict[str, Any]], int]:
+        self.calls.append("chat_messages")
+        return list(messages), 0
+
     def tokens(self, text: str) -> list[int]:
         self.calls.append("tokens")
         return [ord(c) for c in text]

@@ -30,7 +30,8 @@ def _common(a: str, b: str) -> int:
 class ScriptedEngine:
     """Returns enqueued responses in order; an enqueued exception is raised instead."""
 
-    def __init__(self, *, report_cached: bool = True) -> None:
+    def __init__(self, *, report_cached: bool = True, piece_chars: int = 0) -> None:
+        self.piece_chars = piece_chars  # > 0: streamed text reaches on_delta in pieces this long, like tokens
         self.queue: deque[ChatResult | BaseException | Callable[[list[dict[str, Any]]], ChatResult]] = deque()
         self.requests: list[dict[str, Any]] = []
         self.report_cached = report_cached
@@ -77,7 +78,9 @@ class ScriptedEngine:
         )
         on_delta = kwargs.get("on_delta")
         if on_delta and item.content:
-            on_delta(item.content)
+            step = self.piece_chars or len(item.content)
+            for i in range(0, len(item.content), step):
+                on_delta(item.content[i : i + step])
         return ChatResult(item.content, item.tool_calls, item.finish_reason, usage, item.model)
 
     def tokenize(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int] | None:
