@@ -94,6 +94,7 @@ class Config:
 
     name: str = "agentd"
     timezone: str = "local"
+    id: str | None = None
     engine: EngineConfig = field(default_factory=EngineConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     budgets: Budgets = field(default_factory=Budgets)
@@ -240,6 +241,7 @@ def _args(v: Any) -> tuple[str, ...]:
 
 # dotted key -> (validator, where the typed value goes)
 FIELDS: dict[str, Validator] = {
+    "id": _opt_text,  # the agent's id (session key); set by `agentd fork`, else derived from the home's path
     "name": _text,
     "timezone": _timezone,
     "engine.backend": _choice("llamacpp", "vllm", "openai"),
@@ -394,6 +396,7 @@ def validate(doc: CommentedMap, path: Path) -> Config:
     e, h, b, s = EngineConfig(), HeartbeatConfig(), Budgets(), ShellConfig()
     return Config(
         name=get("name", Config.name),
+        id=get("id", None),
         timezone=get("timezone", Config.timezone),
         engine=EngineConfig(
             backend=get("engine.backend", e.backend),
