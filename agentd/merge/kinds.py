@@ -13,11 +13,11 @@ import fnmatch
 import io
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import YAMLError
+if TYPE_CHECKING:  # ruamel loads only for agent.yaml: git starts this module once per merged file
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
 
 # git attribute patterns → kind; the first match wins (see home_template/dot-gitattributes)
 KINDS: tuple[tuple[str, str], ...] = (
@@ -80,7 +80,7 @@ def content_lines(text: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ entries: journal, outbox, inbox/done
-def _split_entries(text: str) -> tuple[str, list[str]]:
+def split_entries(text: str) -> tuple[str, list[str]]:
     """(head, entries): an entry starts at a ``## `` heading and runs to the next."""
     head: list[str] = []
     entries: list[list[str]] = []
@@ -96,8 +96,8 @@ def _split_entries(text: str) -> tuple[str, list[str]]:
 
 def merge_entries(base: str, ours: str, theirs: str, path: str = "") -> Merged:
     """Union of entries in time order; an entry in both is kept once. Files without entries: union of lines."""
-    head_o, ent_o = _split_entries(ours)
-    head_t, ent_t = _split_entries(theirs)
+    head_o, ent_o = split_entries(ours)
+    head_t, ent_t = split_entries(theirs)
     if not ent_o and not ent_t:
         return Merged(union_lines(ours, theirs))
     seen = {e.strip() for e in ent_o}
@@ -220,6 +220,8 @@ def merge_whole(base: str, ours: str, theirs: str, path: str = "") -> Merged:
 
 # ------------------------------------------------------------------ agent.yaml, key by key
 def _yaml() -> YAML:
+    from ruamel.yaml import YAML
+
     y = YAML()
     y.preserve_quotes = True
     y.indent(mapping=2, sequence=4, offset=2)
@@ -227,6 +229,8 @@ def _yaml() -> YAML:
 
 
 def _load(text: str) -> CommentedMap:
+    from ruamel.yaml.comments import CommentedMap
+
     doc = _yaml().load(text) if text.strip() else None
     return doc if isinstance(doc, CommentedMap) else CommentedMap()
 
@@ -241,6 +245,8 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _set(doc: CommentedMap, key: str, value: Any) -> None:
+    from ruamel.yaml.comments import CommentedMap
+
     parts = key.split(".")
     node = doc
     for p in parts[:-1]:
@@ -264,6 +270,8 @@ KEEP_OURS = ("id",)  # who this agent is: never taken from the other home
 
 def merge_yaml(base: str, ours: str, theirs: str, path: str = "agent.yaml") -> Merged:
     """Key by key: a setting one side changed takes that change; changed both ways keeps ours, for the report."""
+    from ruamel.yaml.error import YAMLError
+
     try:
         b, o, t = _load(base), _load(ours), _load(theirs)
     except YAMLError as e:

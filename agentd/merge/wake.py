@@ -55,6 +55,7 @@ class MemoryMerge:
     folded: int = 0  # lines of either side the model folded into another line (accounted for)
     contradictions: list[tuple[str, str]] = field(default_factory=list)
     rejected: str | None = None  # why the model's answer was not taken
+    moved: dict[str, str] = field(default_factory=dict)  # line of a side → the merged line that holds it
 
 
 def _norm(line: str) -> str:
@@ -135,4 +136,5 @@ def merge_memory(
         return union_result(str(e), contradictions)
     present = {_norm(x) for x in text.splitlines() if x.strip()}
     kept = sum(1 for x in side_set if x in present)
-    return MemoryMerge(path, text, True, kept=kept, folded=len(side_set) - kept, contradictions=contradictions)
+    folded = {x: moved[x] for x in side_set if x not in present}
+    return MemoryMerge(path, text, True, kept=kept, folded=len(folded), contradictions=contradictions, moved=folded)
