@@ -20,7 +20,7 @@ from typing import Any
 from agentd.config import CONFIG_FILE, set_values
 from agentd.errors import HomeError, UserError
 from agentd.fileio import atomic_write, file_lock
-from agentd.home import AGENT, Home
+from agentd.home import AGENT, Home, is_home
 from agentd.merge import gitops
 from agentd.merge.attributes import ATTRIBUTES, attributes_missing, install_drivers, with_attributes
 from agentd.merge.driver import LOG_ENV
@@ -109,6 +109,8 @@ def merge_home(
         install_drivers(home.root)
         if Path(other).expanduser().exists():
             other = str(Path(other).expanduser().absolute())
+            if not is_home(Path(other)):
+                raise HomeError(f"{other} is not an agentd home (no agent.yaml, AGENT.md and .git); nothing merged")
         theirs = gitops.fetch_other(home, other)
         out = MergeOutcome(merge_id, other, ours=old, theirs=theirs)
         if _is_ancestor(home.root, theirs, old):

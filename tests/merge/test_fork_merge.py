@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -10,9 +11,9 @@ import pytest
 
 from agentd.config import load_config
 from agentd.context import build_prefix
-from agentd.errors import LockedError, SourceError, UserError
+from agentd.errors import HomeError, LockedError, SourceError, UserError
 from agentd.fileio import file_lock
-from agentd.home import Home
+from agentd.home import AGENT, Home
 from agentd.merge.attributes import install_drivers
 from agentd.merge.kinds import content_lines, has_markers
 from agentd.merge.orchestrator import abort_merge, merge_home
@@ -179,3 +180,40 @@ def test_an_older_home_gets_the_merge_drivers_and_merging_twice_does_nothing(for
     assert out.lines_lost == 0
     again = merge_home(ours, str(forked.theirs.root))
     assert again.commit is None
+
+
+def test_merging_a_fork_that_alone_changed_keeps_this_homes_id(home: Home, tmp_path: Path) -> None:
+    from agentd.merge.orchestrator import fork_home
+
+    forked = fork_home(home, tmp_path / "fork", new_id=lambda: "agentd-fork000000000000")
+    scripted_wake(forked, DAY, "f0", [("boats", "The boat is in Kiel")])
+    out = merge_home(home, str(forked.root))
+    assert out.commit is not None and len(home.repo.head.commit.parents) == 2
+    assert load_config(home.root).id is None and (home.root / "memory/topics/boats.md").is_file()
+
+
+def test_a_path_that_is_not_a_home_is_refused(home: Home, tmp_path: Path) -> None:
+    (tmp_path / "plain").mkdir()
+    git(tmp_path / "plain", "init", "-q")
+    with pytest.raises(HomeError, match="is not an agentd home"):
+        merge_home(home, str(tmp_path / "plain"))
+
+
+def test_the_wiki_is_written_again_from_the_union_of_raw(forked: Pair) -> None:
+    from memory.wiki import compile_wiki, load_manifest
+
+    for home, name in ((forked.ours, "tea"), (forked.theirs, "sailing")):
+        (home.root / "raw").mkdir(exist_ok=True)
+        (home.root / "raw" / f"{name}.md").write_text(f"All about {name}.\n")
+        home.absorb_person_edits()
+        engine = ScriptedEngine()
+        engine.enqueue(json.dumps({"title": name.title(), "summary": f"A page on {name}.", "topics": ["hobby"]}))
+        with home.lock():
+            compile_wiki(home, engine)
+            home.commit("wiki", identity=AGENT, all_changes=True)
+    out = merge_home(forked.ours, str(forked.theirs.root))
+    root = forked.ours.root
+    assert sorted(load_manifest(forked.ours)["sources"]) == ["raw/sailing.md", "raw/tea.md"] and out.wiki_pending == []
+    index = (root / "wiki" / "index.md").read_text()
+    assert "[[Tea]]" in index and "[[Sailing]]" in index
+    assert "[[Sailing]]" in (root / "wiki" / "Tea.md").read_text()  # linked by their shared topic, across homes
