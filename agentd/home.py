@@ -423,9 +423,8 @@ class Home:
     # ---------------------------------------------------------------- crash recovery
     def recover(self) -> list[str]:
         """Undo what an unfinished wake wrote, clean temp files; returns what was done."""
-        from agentd.merge.gitops import (
-            recover_merge,  # a merge's branch move is finished or dropped first
-        )
+        # A merge's branch move interrupted by a crash is finished or dropped first.
+        from agentd.merge.gitops import recover_merge
 
         done: list[str] = recover_merge(self)
         for tmp in self.root.rglob(f"*{TMP_SUFFIX}"):

@@ -69,20 +69,21 @@ def write_journal(root: Path, days: range, hours: list[int], tag: str, rng: rand
         path.write_text(text)
 
 
-def build(tmp: Path, rng: random.Random, per_side: int, days: int = 365) -> tuple[Home, Home, Planted]:
+def build(tmp: Path, rng: random.Random, per_side: int, days: int = 365, topics: int = len(TOPICS)) -> tuple[Home, Home, Planted]:
+    chosen = TOPICS[:topics]
     ours = init_home(tmp / "ours")
-    write_memory(ours.root, {t: [fact(rng, "base", i) for i in range(15)] for t in TOPICS})
+    write_memory(ours.root, {t: [fact(rng, "base", i) for i in range(15)] for t in chosen})
     write_journal(ours.root, range(0, days // 2 + 1), [9, 14], "base", rng)
     ours.commit("bench: half a year lived", identity=AGENT, all_changes=True)
     theirs = fork_home(ours, tmp / "theirs", new_id=lambda: "agentd-benchtheirs000")
     planted: list[tuple[str, str]] = []
-    shared = {t: [fact(rng, "both", i) for i in range(3)] for t in TOPICS}  # learned by both: overlaps
+    shared = {t: [fact(rng, "both", i) for i in range(3)] for t in chosen}  # learned by both: overlaps
     side_lines: list[dict[str, list[str]]] = []
     for side in ("ours", "theirs"):
-        side_lines.append({t: [fact(rng, side, i) for i in range(per_side // len(TOPICS))] + list(shared[t]) for t in TOPICS})
-    for t in TOPICS[:6]:  # near-duplicates: theirs says one of ours' lines in other case and punctuation
+        side_lines.append({t: [fact(rng, side, i) for i in range(per_side // len(TOPICS))] + list(shared[t]) for t in chosen})
+    for t in chosen[:6]:  # near-duplicates: theirs says one of ours' lines in other case and punctuation
         side_lines[1][t].append(side_lines[0][t][0].replace("- The", "- the") + ".")
-    for n, t in enumerate(TOPICS[:10]):  # contradictions: the same claim, a different last word
+    for n, t in enumerate(chosen[:10]):  # contradictions: the same claim, a different last word
         a, b = f"- The {t} server listens on port {8000 + n}", f"- The {t} server listens on port {9000 + n}"
         side_lines[0][t].append(a)
         side_lines[1][t].append(b)
@@ -126,6 +127,7 @@ def measure(ours: Home, out: MergeOutcome, planted: Planted, seconds: float) -> 
         "near-duplicates left": dupes,
         "planted contradictions found": f"{sum(1 for p in planted.contradictions if frozenset(p) in found)} / {len(planted.contradictions)}",
         "memory files the model's answer was rejected for": sum(1 for m in out.memory if m.rejected),
+        "why (first rejection)": next((m.rejected[:70] for m in out.memory if m.rejected), "-"),
         "journal entries after the merge": entries,
         "journal entries of either side lost": entries_lost,
         "conflicts for the person": len(out.conflicts),
@@ -139,9 +141,9 @@ def _memory_paths(home: Home, commit: str) -> list[str]:
     return [p for p in files_at(home.root, commit) if p == "memory/MEMORY.md" or p.startswith("memory/topics/")]
 
 
-def run(label: str, engine_factory: Any, per_side: int, seed: int, days: int = 365) -> dict[str, Any]:
+def run(label: str, engine_factory: Any, per_side: int, seed: int, days: int = 365, topics: int = len(TOPICS)) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        ours, theirs, planted = build(Path(tmp), random.Random(seed), per_side, days)
+        ours, theirs, planted = build(Path(tmp), random.Random(seed), per_side, days, topics)
         started = time.perf_counter()
         if engine_factory is None:
             out = merge_home(ours, str(theirs.root))
@@ -189,14 +191,15 @@ def main() -> None:
     ap.add_argument("--per-side", type=int, default=240, help="new memory lines each side learns")
     ap.add_argument("--seed", type=int, default=18)
     ap.add_argument("--days", type=int, default=365, help="days of journal: the first half shared, the second lived apart")
+    ap.add_argument("--topics", type=int, default=len(TOPICS), help="topic files (one merge wake each, plus MEMORY.md)")
     ap.add_argument("--model", help="also run the merge wake on the embedded llama.cpp model (e.g. smollm2)")
     args = ap.parse_args()
     results = [
-        run("no model (deterministic union only)", None, args.per_side, args.seed, args.days),
-        run("scripted merge double (tests/doubles/merge_model.py careful_merge: a rule, not a model)", _Scripted, args.per_side, args.seed, args.days),
+        run("no model (deterministic union only)", None, args.per_side, args.seed, args.days, args.topics),
+        run("scripted merge double (tests/doubles/merge_model.py careful_merge: a rule, not a model)", _Scripted, args.per_side, args.seed, args.days, args.topics),
     ]
     if args.model:
-        results.append(run(f"embedded model {args.model} (llama.cpp, CPU)", _embedded(args.model), args.per_side, args.seed, args.days))
+        results.append(run(f"embedded model {args.model} (llama.cpp, CPU)", _embedded(args.model), args.per_side, args.seed, args.days, args.topics))
     if any(r["lines of either side lost"] or r["journal entries of either side lost"] for r in results):
         sys.exit("FAIL: a merge lost lines")
 

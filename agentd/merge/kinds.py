@@ -69,7 +69,8 @@ def kind_of(path: str) -> str:
 def has_markers(text: str) -> int | None:
     """The 1-based line of the first git conflict marker in ``text``, or None."""
     for n, line in enumerate(text.splitlines(), 1):
-        if line.startswith(MARKERS) or line == "=======":
+        # Only the opening and closing markers: a bare ``=======`` is also a Markdown heading underline.
+        if line.startswith(MARKERS) or line in ("<<<<<<<", ">>>>>>>"):
             return n
     return None
 
