@@ -27,7 +27,7 @@ def merge(home: Home, other: str, *, dry_run: bool, use_model: bool) -> list[str
 
 
 def _lines(out: MergeOutcome, dry_run: bool) -> list[str]:
-    if not out.theirs or (out.commit is None and not dry_run):
+    if out.up_to_date:
         return [f"{out.source} is already merged into this home; nothing to do"]
     if dry_run:
         return [*plan_lines(out), "(dry run: nothing was changed)"]

@@ -115,6 +115,7 @@ def merge_home(
         out = MergeOutcome(merge_id, other, ours=old, theirs=theirs)
         if _is_ancestor(home.root, theirs, old):
             git(home.root, "update-ref", "-d", gitops.THEIRS_REF, check=False)
+            out.up_to_date = True
             return out  # already merged: nothing to do
         try:
             wt = gitops.new_worktree(home, old)

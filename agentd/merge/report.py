@@ -30,6 +30,7 @@ class MergeOutcome:
     commit: str | None = None
     report: str | None = None  # outbox/merge-<id>.md when something waits for the person
     unrelated: bool = False
+    up_to_date: bool = False  # the other home's history is already in this one: nothing to do
 
     @property
     def contradictions(self) -> list[tuple[str, str, str]]:

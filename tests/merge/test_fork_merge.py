@@ -179,7 +179,7 @@ def test_an_older_home_gets_the_merge_drivers_and_merging_twice_does_nothing(for
     assert "merge drivers" in git(ours.root, "log", "--format=%s", "-3")
     assert out.lines_lost == 0
     again = merge_home(ours, str(forked.theirs.root))
-    assert again.commit is None
+    assert again.commit is None and again.up_to_date
 
 
 def test_merging_a_fork_that_alone_changed_keeps_this_homes_id(home: Home, tmp_path: Path) -> None:
