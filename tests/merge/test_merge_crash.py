@@ -89,5 +89,6 @@ def test_merge_sigkilled_at_random_points_is_before_or_merged_and_fsck_clean(for
     assert attempt(0, None) == "merged"
     whole = time.monotonic() - started
     rng = random.Random(int(os.environ.get("MERGE_CRASH_SEED", "18")))
-    seen = [attempt(n, rng.uniform(0.05, whole)) for n in range(1, 7)]
+    seen = [attempt(n, rng.uniform(0.05, whole * 1.2)) for n in range(1, 11)]
+    print(f"SIGKILL outcomes over a {whole:.1f}s merge: {seen}")
     assert set(seen) <= {"before", "merged"}
