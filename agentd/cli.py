@@ -16,6 +16,7 @@ from agentd.commands import (
     background,
     engines,
     memory,
+    merge,
     overview,
     schedule,
     settings,
@@ -97,6 +98,44 @@ def init(c: Context, path: Path | None) -> None:
     home = init_home(path or c.path)
     click.echo(f"created a home at {home.root}")
     click.echo(f"next: edit {home.root / 'USER.md'}, then: agentd --home {home.root} say 'hello'")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@pass_ctx
+def fork(c: Context, path: Path) -> None:
+    """A new home at PATH: this one's history, its own agent id, an empty inbox.
+
+    \b
+    Example:
+      agentd --home ~/agent fork ~/agent-travel
+    """
+    for line in merge.fork(c.home(), path):
+        click.echo(line)
+
+
+@cli.command("merge")
+@click.argument("other", required=False)
+@click.option("--dry-run", is_flag=True, help="Print what the merge would do; change nothing.")
+@click.option("--abort", "abort_", is_flag=True, help="Undo the last merge (or drop an unfinished one).")
+@click.option("--no-model", is_flag=True, help="No merge wake: memory keeps the deterministic union of lines.")
+@pass_ctx
+def merge_cmd(c: Context, other: str | None, dry_run: bool, abort_: bool, no_model: bool) -> None:
+    """Merge the home OTHER (a path or git URL) into this one; stop the daemon first.
+
+    \b
+    Examples:
+      agentd --home ~/agent merge ~/agent-travel --dry-run
+      agentd --home ~/agent merge ~/agent-travel
+      agentd --home ~/agent merge --abort
+    """
+    if abort_:
+        click.echo(merge.abort(c.home()))
+        return
+    if not other:
+        raise click.UsageError("name the home to merge (a path or a git URL), or use --abort")
+    for line in merge.merge(c.home(), other, dry_run=dry_run, use_model=not no_model):
+        click.echo(line)
 
 
 @cli.group()

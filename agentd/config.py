@@ -99,6 +99,7 @@ class Config:
 
     name: str = "agentd"
     timezone: str = "local"
+    id: str | None = None
     engine: EngineConfig = field(default_factory=EngineConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     budgets: Budgets = field(default_factory=Budgets)
@@ -211,6 +212,7 @@ def _env_names(v: Any) -> tuple[str, ...]:
 # dotted key -> validator. Each backend's own section, engine.<backend>, is its
 # class's ``options`` (engine/backends.py), so a typo there is reported here too.
 FIELDS: dict[str, Validator] = {
+    "id": _opt_text,  # the agent's id (session key); set by `agentd fork`, else derived from the home's path
     "name": _text,
     "timezone": _timezone,
     "engine.backend": _backend,
@@ -374,6 +376,7 @@ def validate(doc: CommentedMap, path: Path) -> Config:
     e, h, b, s = EngineConfig(), HeartbeatConfig(), Budgets(), ShellConfig()
     return Config(
         name=get("name", Config.name),
+        id=get("id", None),
         timezone=get("timezone", Config.timezone),
         engine=EngineConfig(
             backend=get("engine.backend", e.backend),

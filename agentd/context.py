@@ -25,8 +25,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agentd.errors import SourceError
 from agentd.events import Event
 from agentd.fileio import atomic_write
+from agentd.merge.kinds import has_markers
 
 Message = dict[str, Any]
 IdSource = Callable[[], str]  # wake and session ids; injected where runs must be reproducible
@@ -177,7 +179,13 @@ def build_prefix(
 
     ``read`` returns a home file's text or None; nothing else (no clock, no git
     status, no counters) enters the prefix, so equal files give equal bytes.
+    A file holding git conflict markers (a merge left for the person) is refused:
+    SourceError naming its line, and no prefix.
     """
+    for rel in PREFIX_FILES:
+        line = has_markers(read(rel) or "")
+        if line is not None:
+            raise SourceError(rel, line, "unresolved merge conflict markers (<<<<<<< ======= >>>>>>>); the agent waits on the last good version until you resolve them")
     sections = [Section("rules", normalize_text(SYSTEM_RULES))]
     tools: tuple[str, ...] = ()
     if tool_calling == "json":

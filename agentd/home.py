@@ -423,7 +423,10 @@ class Home:
     # ---------------------------------------------------------------- crash recovery
     def recover(self) -> list[str]:
         """Undo what an unfinished wake wrote, clean temp files; returns what was done."""
-        done: list[str] = []
+        # A merge's branch move interrupted by a crash is finished or dropped first.
+        from agentd.merge.gitops import recover_merge
+
+        done: list[str] = recover_merge(self)
         for tmp in self.root.rglob(f"*{TMP_SUFFIX}"):
             if ".git" not in tmp.relative_to(self.root).parts:
                 tmp.unlink(missing_ok=True)

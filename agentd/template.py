@@ -10,6 +10,7 @@ import git
 
 from agentd.errors import AgentdError, HomeError
 from agentd.home import AGENT, RUNTIME_DIR, Home, is_home
+from agentd.merge.attributes import install_drivers
 from agentd.secrets import install_hook
 
 
@@ -70,6 +71,7 @@ def _populate_home(path: Path, src: Path) -> Home:
     (path / RUNTIME_DIR).mkdir(exist_ok=True)
     git.Repo.init(path, initial_branch="main")
     install_hook(path)
+    install_drivers(path)
     home = Home(path)
     home.commit("home: created by agentd init", identity=AGENT, all_changes=True)
     return home

@@ -42,8 +42,13 @@ def timezone_of(config: Config) -> tzinfo:
     return ZoneInfo(config.timezone)
 
 
-def session_key(home: Home) -> str:
-    """A stable, non-secret key per home, so cache-aware routers keep this agent on one replica."""
+def session_key(home: Home, config: Config | None = None) -> str:
+    """A stable, non-secret key per agent, so cache-aware routers keep it on one replica.
+
+    agent.yaml's ``id`` when set (a fork gets its own), else derived from the home's path.
+    """
+    if config is not None and config.id:
+        return config.id
     return "agentd-" + hashlib.sha256(str(home.root).encode()).hexdigest()[:16]
 
 
@@ -54,7 +59,7 @@ def engine_settings(home: Home, config: Config) -> EngineSettings:
         model=e.model,
         url=e.url,
         api_key_env=e.api_key_env,
-        session_key=session_key(home),
+        session_key=session_key(home, config),
         options=dict(e.options()),
     )
 
@@ -118,7 +123,16 @@ def build_agent(
         if on_bad_source is not None:
             for err in skills.errors:
                 on_bad_source(err)
-        prefix = build_prefix(read, registry.schemas(), skills.index_text(), tool_calling=config.engine.tool_calling)
+        try:
+            prefix = build_prefix(read, registry.schemas(), skills.index_text(), tool_calling=config.engine.tool_calling)
+        except SourceError as e:
+            # A steering file with conflict markers: never a prefix from it. With a last
+            # good prefix the agent keeps it and the person hears why; without one, no wake.
+            if compiler.prefix is None:
+                raise
+            if on_bad_source is not None:
+                on_bad_source(e)
+            return False
         return compiler.start_epoch(prefix, cause)
 
     extra = backend_class(config.engine.backend)().request_extras()
