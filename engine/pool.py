@@ -30,7 +30,7 @@ import psutil
 from engine.backends import OPEN_HEALTH_ENV, Backend, LaunchSpec, backend_class
 from engine.errors import BackendMissing, EngineError, EngineStartError
 from engine.options import Option, text
-from engine.supervisor import CREATE_TIME_SLACK_S, EngineSupervisor, log_tail
+from engine.supervisor import CREATE_TIME_SLACK_S, EngineSupervisor, free_port, log_tail
 from engine.types import EngineSettings
 
 STATE = "pool.json"
@@ -91,7 +91,9 @@ class RouterBackend(Backend):
         # it is never in argv. A failed replica is left after 2 errors; health is probed every 2 s.
         argv = [*router_command(), "--host", "127.0.0.1", "--port", str(port), "--policy", self.policy,
                 "--worker-urls", *self.worker_urls, "--worker-startup-check-interval", "1",
-                "--health-check-interval-secs", "2", "--cb-failure-threshold", "2", "--log-level", "warning"]
+                "--health-check-interval-secs", "2", "--cb-failure-threshold", "2", "--log-level", "warning",
+                # Its own metrics listener: on loopback, and on a free port (the default one is shared).
+                "--prometheus-host", "127.0.0.1", "--prometheus-port", str(free_port())]
         return LaunchSpec(argv, {}, port, api_key, self.id, "router")
 
 

@@ -33,7 +33,8 @@ pytestmark = pytest.mark.skipif(
 
 def replica_of(client: OpenAIClient, text: str = "hello") -> str:
     """The port of the replica that served one chat (the double answers ``served by M on PORT``)."""
-    content = client.chat([{"role": "system", "content": "the home prefix " * 40}, {"role": "user", "content": text}]).content
+    home = f"the home of {client.session_key}: its rules, memory and tools. " * 20  # a prefix of its own
+    content = client.chat([{"role": "system", "content": home}, {"role": "user", "content": text}]).content
     return content.rsplit(" ", 1)[-1]
 
 
