@@ -315,11 +315,12 @@ def run_real(a: argparse.Namespace) -> dict[str, Any]:
 
     out: dict[str, Any] = {"replicas": a.pool_replicas, "homes": a.homes, "steps": a.steps, "prefix_words": a.prefix_words}
     print(f"real: {a.pool_replicas} llama.cpp replicas behind vllm-router, {a.homes} homes x {a.steps} requests", flush=True)
-    for label, policy, kill in (("consistent_hash", "consistent_hash", False), ("round_robin", "round_robin", False),
-                                ("consistent_hash, replica killed", "consistent_hash", True)):
+    runs = {"single": ("single engine", "consistent_hash", False, 1), "hash": ("consistent_hash", "consistent_hash", False, a.pool_replicas),
+            "rr": ("round_robin", "round_robin", False, a.pool_replicas), "kill": ("consistent_hash, replica killed", "consistent_hash", True, a.pool_replicas)}
+    for label, policy, kill, replicas in (runs[r] for r in a.runs):
         root = Path(tempfile.mkdtemp(prefix="agentd-pool-bench-"))
         t0 = time.monotonic()
-        state = start_pool(PoolSpec(a.pool_replicas, "llamacpp", "smollm2", policy, {"n_ctx": 4096}), root, timeout=600)
+        state = start_pool(PoolSpec(replicas, "llamacpp", "smollm2", policy, {"n_ctx": 4096}), root, timeout=600)
         moved: list[int] = []
         try:
             def between(step: int, state: Any = state, root: Path = root, kill: bool = kill, moved: list[int] = moved) -> None:
@@ -338,12 +339,12 @@ def run_real(a: argparse.Namespace) -> dict[str, Any]:
         entry = {"per_home": [r.row() for r in runs], "overall": total.row(), "wall_s": round(time.monotonic() - t0, 1)}
         if kill:
             entry["homes_moved"] = len(moved)
-            base = out["consistent_hash"]["overall"]["computed_tokens"]
-            entry["extra_computed_tokens"] = total.row()["computed_tokens"] - base
+            if "consistent_hash" in out:
+                entry["extra_computed_tokens"] = total.row()["computed_tokens"] - out["consistent_hash"]["overall"]["computed_tokens"]
         out[label] = entry
         o = entry["overall"]
         print(f"  {label:32s} hit rate {o['hit_rate']:.1%}  computed {o['computed_tokens']:>7,} of {o['prompt_tokens']:>7,}  "
-              f"wakes lost {o['wakes_lost']}" + (f"  homes moved {entry['homes_moved']}  extra computed {entry['extra_computed_tokens']:,}" if kill else ""), flush=True)
+              f"wakes lost {o['wakes_lost']}" + (f"  homes moved {entry['homes_moved']}  extra computed {entry.get('extra_computed_tokens')}" if kill else ""), flush=True)
     return out
 
 
@@ -358,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--session-budget", type=int, default=16_000)
     p.add_argument("--sweep", type=int, nargs="*", default=[50, 100, 150, 200, 300, 400], help="agents per replica")
     p.add_argument("--pool-replicas", type=int, default=3)
+    p.add_argument("--runs", nargs="*", choices=["single", "hash", "rr", "kill"], default=["single", "hash", "rr", "kill"],
+                   help="real runs: one engine, the pool by session key, round robin, the pool with a replica killed")
     p.add_argument("--homes", type=int, default=6)
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--prefix-words", type=int, default=700)
