@@ -314,7 +314,7 @@ def run_real(a: argparse.Namespace) -> dict[str, Any]:
     from engine.pool import PoolSpec, start_pool, stop_pool
 
     out: dict[str, Any] = {"replicas": a.pool_replicas, "homes": a.homes, "steps": a.steps, "prefix_words": a.prefix_words}
-    print(f"real: {a.pool_replicas} llama.cpp replicas behind vllm-router, {a.homes} homes x {a.steps} requests", flush=True)
+    print(f"real: llama.cpp replicas behind vllm-router ({a.pool_replicas} a pool), {a.homes} homes x {a.steps} requests", flush=True)
     runs = {"single": ("single engine", "consistent_hash", False, 1), "hash": ("consistent_hash", "consistent_hash", False, a.pool_replicas),
             "rr": ("round_robin", "round_robin", False, a.pool_replicas), "kill": ("consistent_hash, replica killed", "consistent_hash", True, a.pool_replicas)}
     for label, policy, kill, replicas in (runs[r] for r in a.runs):

@@ -132,6 +132,7 @@ class Pool:
         if not inner.supervised:
             raise BackendMissing(f"backend {spec.backend} is not one agentd runs; a pool's replicas must be (llamacpp, vllm)")
         settings = _settings(spec)
+        inner.check(settings)  # not installed, no model: said before anything starts
         self.replicas = [
             EngineSupervisor(settings, root / f"replica-{i}", health_timeout=health_timeout, backoff=backoff, backend=ReplicaBackend(inner, i))
             for i in range(spec.replicas)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,18 @@ def parse_options(backend: str, pairs: tuple[str, ...]) -> dict[str, Any]:
             names = ", ".join(known) or "none"
             raise BackendMissing(f"--option {pair!r}: expected name=value with a {backend} option ({names})")
         try:
-            out[name] = known[name].check(value)
+            out[name] = known[name].check(_scalar(value))
         except ValueError as e:
             raise BackendMissing(f"--option {name}: expected {e}, got {value!r}") from None
     return out
+
+
+def _scalar(value: str) -> Any:
+    """``4096`` is a number, ``["--x", "8"]`` a list, anything else the text itself (as agent.yaml reads them)."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
 
 
 def start(replicas: int, backend: str, model: str, policy: str, options: tuple[str, ...], root: Path | None) -> str:
@@ -44,7 +53,10 @@ def status_lines(st: dict[str, Any]) -> list[str]:
              f"({st['backend']} {st['model']}, pid {st['pid']})"]
     for r in st["replicas"]:
         rate = r.get("prefix_cache_hit_rate")
-        hits = f"hit rate {rate:.1%} of {r['prefix_cache_queries_tokens']} prompt tokens" if rate is not None else "no cache metrics"
+        if rate is not None:
+            hits = f"hit rate {rate:.1%} of {r['prefix_cache_queries_tokens']:,} prompt tokens"
+        else:
+            hits = "no requests yet" if "prefix_cache_queries_tokens" in r else "no cache metrics"
         lines.append(f"{r['name']:9} {r['url']}  {'healthy' if r['healthy'] else 'DOWN'}  {hits}")
     return lines
 

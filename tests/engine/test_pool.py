@@ -167,3 +167,9 @@ def test_llamacpp_replicas_keep_each_home_prefix_cached_behind_the_router(tmp_pa
         assert all(r["healthy"] for r in rows) and sum(r["prefix_cache_queries_tokens"] for r in rows) > 0
     finally:
         stop_pool(root)
+
+
+def test_a_bad_replica_option_is_one_line_naming_the_options(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["pool", "start", "--replicas", "2", "--option", "nctx=4096", "--dir", str(tmp_path / "p")])
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: engine: --option 'nctx=4096': expected name=value with a llamacpp option (n_ctx, n_threads, pinned_prefixes)"
