@@ -18,6 +18,7 @@ from agentd.commands import (
     memory,
     merge,
     overview,
+    pool,
     schedule,
     settings,
     wakes,
@@ -415,6 +416,49 @@ def engine_status(c: Context, as_json: bool) -> None:
     else:
         for k, v in st.items():
             click.echo(f"{k:14} {v}")
+
+
+@cli.group("pool")
+def pool_group() -> None:
+    """A pool of engine replicas behind vllm-router on this machine, shared by homes with engine.backend: pool.
+
+    \b
+    agentd pool start --replicas 3          # 3 embedded llama.cpp replicas, consistent hash on X-Session-ID
+    agentd pool start --replicas 2 --backend vllm --model Qwen/Qwen3-8B   # one GPU each
+    agentd pool status
+    agentd pool stop
+    """
+
+
+_POOL_DIR = click.option("--dir", "root", type=click.Path(path_type=Path), default=None, help="the pool's directory (default $XDG_DATA_HOME/agentd/pool)")
+
+
+@pool_group.command("start")
+@click.option("--replicas", type=click.IntRange(1), required=True)
+@click.option("--backend", default="llamacpp", show_default=True, help="the replicas' engine (a supervised backend)")
+@click.option("--model", default="smollm2", show_default=True)
+@click.option("--policy", default="consistent_hash", show_default=True, help="vllm-router's --policy")
+@click.option("--option", "options", multiple=True, help="a backend option, name=value (e.g. n_ctx=4096)")
+@_POOL_DIR
+def pool_start(replicas: int, backend: str, model: str, policy: str, options: tuple[str, ...], root: Path | None) -> None:
+    """Start the replicas and the router in the background; restarted on crash until `agentd pool stop`."""
+    click.echo(pool.start(replicas, backend, model, policy, options, root))
+
+
+@pool_group.command("stop")
+@_POOL_DIR
+def pool_stop(root: Path | None) -> None:
+    """Stop the router and every replica."""
+    click.echo(pool.stop(root))
+
+
+@pool_group.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@_POOL_DIR
+def pool_status(as_json: bool, root: Path | None) -> None:
+    """The router's and each replica's health, and each replica's prefix-cache hit rate."""
+    st = pool.status(root)
+    click.echo(json.dumps(st, indent=2) if as_json else "\n".join(pool.status_lines(st)))
 
 
 @cli.group()

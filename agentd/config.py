@@ -38,6 +38,7 @@ class EngineConfig:
     url: str | None = None
     api_key_env: str | None = None
     context_tokens: int | None = None  # the engine's context window; None: the backend's own setting
+    session_header: str = "X-Session-ID"  # the header a cluster router keys sessions on
     # engine.<backend> sections: each installed backend's options as written (empty ones left out).
     backend_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     timeouts: Mapping[str, float] = field(default_factory=dict)  # seconds: connect, first_byte, idle, total
@@ -221,6 +222,7 @@ FIELDS: dict[str, Validator] = {
     "engine.url": _opt_text,
     "engine.api_key_env": _env_name,
     "engine.context_tokens": _opt_int(256),
+    "engine.session_header": _text,
     # How long a request may wait on the engine (engine/client.py Timeouts has the defaults).
     "engine.timeouts.connect": _seconds,
     "engine.timeouts.first_byte": _seconds,
@@ -354,7 +356,7 @@ def validate(doc: CommentedMap, path: Path) -> Config:
 
     visit(doc, "")
     chosen = values.get("engine.backend")
-    if chosen in installed() and not installed()[chosen].supervised and not values.get("engine.url"):
+    if chosen in installed() and not installed()[chosen].supervised and installed()[chosen].needs_url and not values.get("engine.url"):
         errors.append(ConfigError(path, lines.get("engine.backend"), f"engine.url is required for backend: {chosen} (e.g. url: http://127.0.0.1:8000/v1)"))
     leaked = sorted(set(values.get("shell.env", ())) & set(values.get("secrets.env", ())))
     if leaked:
@@ -385,6 +387,7 @@ def validate(doc: CommentedMap, path: Path) -> Config:
             url=get("engine.url", e.url),
             api_key_env=get("engine.api_key_env", e.api_key_env),
             context_tokens=get("engine.context_tokens", e.context_tokens),
+            session_header=get("engine.session_header", e.session_header),
             backend_options={name: opts for name in installed() if (opts := options(f"engine.{name}"))},
             timeouts=options("engine.timeouts"),
         ),

@@ -86,7 +86,9 @@ def record_usage(
     """
     cause, expected = check.cause, check.expected_cached
     if cause is None and u.cached_tokens is not None and expected and u.cached_tokens + 64 < 0.9 * expected:
-        cause = "engine cache miss (evicted or restarted)"
+        # Behind a pool's router an unexplained miss is the home sent to another replica (one
+        # failed, or the pool was resized): the request itself warms the prefix there.
+        cause = "replica-moved" if agent.config.engine.backend == "pool" else "engine cache miss (evicted or restarted)"
     agent.ledger.record(
         Record(
             trigger=trigger,

@@ -60,6 +60,7 @@ def engine_settings(home: Home, config: Config) -> EngineSettings:
         url=e.url,
         api_key_env=e.api_key_env,
         session_key=session_key(home, config),
+        session_header=e.session_header,
         options=dict(e.options()),
     )
 

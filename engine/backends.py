@@ -15,6 +15,9 @@ from engine.options import Option
 from engine.types import EngineSettings
 
 GROUP = "agentd.backends"
+# Set by a pool for its replicas: vllm-router probes GET /health without a key (as vLLM serves
+# it), so an engine agentd runs leaves that one route open when it sees OPEN_HEALTH_ENV=1.
+OPEN_HEALTH_ENV = "AGENTD_ENGINE_OPEN_HEALTH"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class Backend:
     id: ClassVar[str]
     # False: someone else runs it, at engine.url (with the key in engine.api_key_env).
     supervised: ClassVar[bool] = True
+    # An unsupervised backend that finds its own URL (the pool: its state file) sets this False.
+    needs_url: ClassVar[bool] = True
     # Its section of agent.yaml, engine.<id>: every option it reads is listed, so a
     # typo is reported with its line instead of being ignored.
     options: ClassVar[Mapping[str, Option]] = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 
@@ -28,7 +28,7 @@ class PrefixCacheModel:
     def __init__(self, block_size: int = 16, capacity_blocks: int | None = None) -> None:
         self.block_size = block_size
         self.capacity = capacity_blocks
-        self.blocks: OrderedDict[bytes, None] = OrderedDict()  # LRU order: first = evicted first
+        self.blocks: OrderedDict[Hashable, None] = OrderedDict()  # LRU order: first = evicted first
         self.stats = CacheStats()
 
     def block_hashes(self, ids: Sequence[int]) -> list[bytes]:
@@ -53,15 +53,25 @@ class PrefixCacheModel:
 
     def request(self, prompt_ids: Sequence[int], completion_ids: Sequence[int] = ()) -> int:
         """Serve one request: returns the cached prompt tokens; then caches its full blocks."""
-        hit = self.lookup(prompt_ids)
+        return self.request_blocks(self.block_hashes(list(prompt_ids) + list(completion_ids)), len(prompt_ids))
+
+    def request_blocks(self, keys: Sequence[Hashable], prompt_tokens: int) -> int:
+        """``request`` for a caller that names its own blocks (prompt then completion), as a simulation
+        of many agents does: each key must name its block *and everything before it*, as a chained hash does."""
+        max_blocks = max(0, (prompt_tokens - 1) // self.block_size)
+        hits = 0
+        for key in keys[:max_blocks]:
+            if key not in self.blocks:
+                break
+            hits += 1
+        hit = hits * self.block_size
         self.stats.requests += 1
-        self.stats.prompt_tokens += len(prompt_ids)
+        self.stats.prompt_tokens += prompt_tokens
         self.stats.hit_tokens += hit
-        hashes = self.block_hashes(list(prompt_ids) + list(completion_ids))
         # Freed tail first: the prefix blocks end up most recently used, the tail least.
-        for h in reversed(hashes):
-            self.blocks[h] = None
-            self.blocks.move_to_end(h)
+        for key in reversed(keys):
+            self.blocks[key] = None
+            self.blocks.move_to_end(key)
         if self.capacity is not None:
             while len(self.blocks) > self.capacity:
                 self.blocks.popitem(last=False)

@@ -181,6 +181,7 @@ class OpenAIClient:
         retries: int = 3,
         backoff: float = 0.5,
         session_key: str | None = None,
+        session_header: str = "X-Session-ID",
         send_prompt_cache_key: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -194,8 +195,10 @@ class OpenAIClient:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         if session_key:
-            # Cache-aware routers (vLLM router --routing-logic session, SGLang, Ray) key on this.
-            headers["x-session-id"] = session_key
+            # Cache-aware routers key on a header: vllm-router and Ray on X-Session-ID (production-stack's
+            # on the one it is told, engine.session_header), sglang-router on X-SMG-Routing-Key.
+            headers[session_header] = session_key
+            headers["X-SMG-Routing-Key"] = session_key
         self._http = httpx.Client(
             headers=headers,
             # A backstop only: the watchdog enforces first-byte, idle and total deadlines.
@@ -242,7 +245,7 @@ class OpenAIClient:
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         if self.session_key and self.send_prompt_cache_key:
-            body["prompt_cache_key"] = self.session_key
+            body["prompt_cache_key"] = body["user"] = self.session_key  # hosted APIs' and some routers' keys
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}

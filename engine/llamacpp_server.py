@@ -1,7 +1,8 @@
 """The embedded engine: a thin OpenAI-compatible server around ``llama_cpp.Llama`` that reports cached tokens.
 
 Run as ``python -m engine.llamacpp_server --model PATH --port P`` with the API key in
-``AGENTD_ENGINE_API_KEY``; it binds 127.0.0.1 only and every route needs the key.
+``AGENTD_ENGINE_API_KEY``; it binds 127.0.0.1 only and every route needs the key (but for
+``GET /health`` when ``AGENTD_ENGINE_OPEN_HEALTH=1``: a pool's router probes it without one).
 
 What it adds to llama-cpp-python (whose bundled server reports no cached tokens):
 - ``usage.prompt_tokens_details.cached_tokens``: the prompt tokens llama.cpp reused
@@ -39,6 +40,7 @@ import jinja2
 import llama_cpp
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from engine.backends import OPEN_HEALTH_ENV
 from engine.tool_calls import OutputReader, ToolRequestError, output_schema, template_messages
 
 API_KEY_ENV = "AGENTD_ENGINE_API_KEY"
@@ -308,7 +310,7 @@ class Engine:
         return "\n".join(lines) + "\n"
 
 
-def make_handler(engine: Engine, api_key: str) -> type[BaseHTTPRequestHandler]:
+def make_handler(engine: Engine, api_key: str, open_health: bool = False) -> type[BaseHTTPRequestHandler]:
     expected = f"Bearer {api_key}".encode()
 
     class Handler(BaseHTTPRequestHandler):
@@ -343,6 +345,9 @@ def make_handler(engine: Engine, api_key: str) -> type[BaseHTTPRequestHandler]:
             return body
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+            if open_health and self.path == "/health":
+                self._json(200, {"status": "ok"})  # says nothing else without the key
+                return
             if not self._authorized():
                 return
             if self.path == "/health":
@@ -447,11 +452,11 @@ def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[di
     yield from rest
 
 
-def make_server(engine: Engine, api_key: str, port: int) -> ThreadingHTTPServer:
-    """The HTTP server on 127.0.0.1 only; every route needs ``api_key``."""
+def make_server(engine: Engine, api_key: str, port: int, open_health: bool = False) -> ThreadingHTTPServer:
+    """The HTTP server on 127.0.0.1 only; every route needs ``api_key`` (``/health`` too unless ``open_health``)."""
     if not api_key:
         raise ValueError("an API key is required")
-    return ThreadingHTTPServer((LOOPBACK, port), make_handler(engine, api_key))
+    return ThreadingHTTPServer((LOOPBACK, port), make_handler(engine, api_key, open_health))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -466,7 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     if not api_key:
         raise SystemExit(f"{API_KEY_ENV} must hold the API key")
     engine = Engine(args.model, n_ctx=args.n_ctx, n_threads=args.threads, pinned=args.pinned)
-    server = make_server(engine, api_key, args.port)
+    server = make_server(engine, api_key, args.port, os.environ.get(OPEN_HEALTH_ENV) == "1")
     print(f"engine ready: {engine.model_name} on {LOOPBACK}:{args.port}", flush=True)
     server.serve_forever()
 

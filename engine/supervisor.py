@@ -85,10 +85,12 @@ class EngineSupervisor:
         max_restarts: int = 5,
         backoff: float = 1.0,
         timeouts: Timeouts | None = None,
+        backend: Backend | None = None,
     ) -> None:
         self.settings = settings
         self.runtime_dir = runtime_dir
-        self.backend: Backend = backend_for(settings)
+        # ``backend``: a process that is no home's engine (a pool's replica or router), supervised alike.
+        self.backend: Backend = backend or backend_for(settings)
         self.health_timeout = health_timeout
         self.max_restarts = max_restarts
         self.backoff = backoff
@@ -338,6 +340,7 @@ class EngineSupervisor:
             self.settings.model if external else info.model,
             timeouts=self.timeouts,
             session_key=self.settings.session_key,
+            session_header=self.settings.session_header,
             send_prompt_cache_key=external,
         )
 

@@ -61,4 +61,5 @@ class EngineSettings:
     url: str | None = None
     api_key_env: str | None = None
     session_key: str | None = None
+    session_header: str = "X-Session-ID"  # where the session key goes (a router keys on it)
     options: Mapping[str, Any] = field(default_factory=dict)

@@ -65,8 +65,8 @@ def test_unknown_backend_is_one_line_naming_the_installed_ones(home: Home) -> No
     res = CliRunner().invoke(cli, ["--home", str(home.root), "config", "set", "engine.backend", "toy"])
     assert res.exit_code == 1
     line = line_of(home.root / "agent.yaml", "backend:")
-    assert res.output.strip() == f"Error: {home.root / 'agent.yaml'}:{line}: engine.backend: expected one of the installed backends: agent-double, engine-double, llamacpp, openai, vllm, got 'toy'"
-    with pytest.raises(BackendMissing, match=r"unknown engine backend 'toy' \(installed: agent-double, engine-double, llamacpp, openai, vllm\)"):
+    assert res.output.strip() == f"Error: {home.root / 'agent.yaml'}:{line}: engine.backend: expected one of the installed backends: agent-double, engine-double, llamacpp, openai, pool, vllm, got 'toy'"
+    with pytest.raises(BackendMissing, match=r"unknown engine backend 'toy' \(installed: agent-double, engine-double, llamacpp, openai, pool, vllm\)"):
         backend_for(EngineSettings("toy", "m"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,17 @@ def test_today_starts_at_midnight_in_the_agents_zone() -> None:
     zone = ZoneInfo("Pacific/Kiritimati")
     start = datetime.fromtimestamp(today_since(zone), zone)
     assert (start.hour, start.minute, start.second) == (0, 0, 0)
+
+
+def test_a_miss_behind_a_pool_is_recorded_as_replica_moved(home: Home) -> None:
+    engine = ScriptedEngine()
+    for backend, cause in (("llamacpp", "engine cache miss (evicted or restarted)"), ("pool", "replica-moved")):
+        config = load_config(home.root)
+        config = replace(config, engine=replace(config.engine, backend=backend))
+        agent = build_agent(home, config, engine, clock=lambda: NOW)
+        engine.enqueue_action("reply", text="one")
+        _say(agent, home, "first", f"a-{backend}")
+        engine.restart()  # the prefix is gone from where the next request lands (a replica died)
+        engine.enqueue_action("reply", text="two")
+        _say(agent, home, "second", f"b-{backend}")
+        assert agent.ledger.rows()[-1]["cache_break"] == cause

@@ -43,11 +43,22 @@ Responder = Callable[[dict[str, Any]], Reply]
 
 
 class ScriptedServer:
-    def __init__(self, api_key: str | None = None, responder: Responder | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        api_key: str | None = None,
+        responder: Responder | None = None,
+        port: int = 0,
+        *,
+        open_health: bool = False,
+        metrics: Callable[[], str] | None = None,
+    ) -> None:
         self.api_key = api_key
         self.responder = responder
+        self.open_health = open_health  # GET /health without the key, as vLLM answers it (a router probes it so)
+        self.metrics = metrics  # the Prometheus text of GET /metrics, when given
         self.queue: deque[Reply] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []  # each request's headers, in order
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -96,7 +107,13 @@ class ScriptedServer:
                 return True
 
             def do_GET(self) -> None:  # noqa: N802
-                if self._auth():
+                if self.path == "/health" and server.open_health:
+                    self._send(200, b'{"status": "ok"}')
+                elif not self._auth():
+                    return
+                elif self.path == "/metrics" and server.metrics is not None:
+                    self._send(200, server.metrics().encode(), "text/plain; version=0.0.4")
+                else:
                     self._send(200, b'{"status": "ok", "data": []}')
 
             def do_POST(self) -> None:  # noqa: N802
@@ -104,6 +121,7 @@ class ScriptedServer:
                     return
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 server.requests.append(body)
+                server.headers.append(dict(self.headers.items()))
                 reply = server.next_reply(body)
                 if reply.hang and reply.stall_after is None:
                     time.sleep(reply.hang)

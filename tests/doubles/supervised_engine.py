@@ -6,6 +6,9 @@ plugin; its option ``mode`` picks the fault. ``python -m tests.doubles.supervise
 
 - ``serve``: an OpenAI-compatible server (the scripted server) on 127.0.0.1:P that answers
   every chat with ``served by M``;
+- ``replica``: as ``serve``, but answers ``served by M on P`` (a pool test sees which replica
+  served), reports cached tokens from a toy prefix cache (the longest common prefix of the
+  request's text with any earlier one, 4 characters a token) and serves them in ``/metrics``;
 - ``crash``: writes a few log lines and exits with code 3, as an engine that cannot load;
 - ``silent``: writes a few log lines and never listens, as an engine stuck loading.
 """
@@ -13,13 +16,15 @@ plugin; its option ``mode`` picks the fault. ``python -m tests.doubles.supervise
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from engine.backends import Backend, LaunchSpec
+from engine.backends import OPEN_HEALTH_ENV, Backend, LaunchSpec
 from engine.options import Option, choice, whole_number
 from engine.types import EngineSettings
 from tests.doubles.openai_server import Reply, ScriptedServer
@@ -32,7 +37,7 @@ class SupervisedEngineDoubleBackend(Backend):
     """Launches this module; its ``mode`` may change between starts (an engine that stops loading)."""
 
     id = "engine-double"
-    options = {"mode": Option(choice("serve", "crash", "silent"), "serve"), "n_ctx": Option(whole_number(1))}
+    options = {"mode": Option(choice("serve", "replica", "crash", "silent"), "serve"), "n_ctx": Option(whole_number(1))}
 
     def launch_spec(self, settings: EngineSettings, port: int, api_key: str) -> LaunchSpec:
         mode = str(self.option(settings.options, "mode"))
@@ -43,11 +48,34 @@ class SupervisedEngineDoubleBackend(Backend):
         return LaunchSpec(argv, env, port, api_key, self.id, settings.model)
 
 
+class ToyPrefixCache:
+    """Unbounded: a prompt's cached part is its longest common prefix with any earlier prompt."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.queries = 0
+        self.hits = 0
+        self.lock = threading.Lock()
+
+    def query(self, text: str) -> tuple[int, int]:
+        with self.lock:
+            common = max((len(os.path.commonprefix([text, s])) for s in self.seen), default=0)
+            self.seen.append(text)
+            prompt, cached = len(text) // 4, common // 4
+            self.queries += prompt
+            self.hits += cached
+            return prompt, cached
+
+    def metrics(self) -> str:
+        with self.lock:
+            return f"vllm:prefix_cache_queries_total {self.queries}\nvllm:prefix_cache_hits_total {self.hits}\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--model", required=True)
-    p.add_argument("--mode", choices=["serve", "crash", "silent"], required=True)
+    p.add_argument("--mode", choices=["serve", "replica", "crash", "silent"], required=True)
     p.add_argument("--n-ctx", type=int, default=0)
     args = p.parse_args()
     print(f"engine double: loading {args.model}", flush=True)
@@ -59,10 +87,16 @@ def main() -> None:
         while True:
             time.sleep(60)
 
+    cache = ToyPrefixCache()
+
     def responder(body: dict[str, Any]) -> Reply:
+        if args.mode == "replica":
+            prompt, cached = cache.query(json.dumps(body.get("messages"), sort_keys=True))
+            return Reply(content=f"served by {args.model} on {args.port}", prompt_tokens=prompt, cached_tokens=cached)
         return Reply(content=f"served by {args.model}")
 
-    server = ScriptedServer(api_key=os.environ[API_KEY_ENV], responder=responder, port=args.port)
+    open_health = os.environ.get(OPEN_HEALTH_ENV) == "1"
+    server = ScriptedServer(api_key=os.environ[API_KEY_ENV], responder=responder, port=args.port, open_health=open_health, metrics=cache.metrics)
     print(f"engine double: ready on 127.0.0.1:{args.port}", flush=True)
     server.httpd.serve_forever()
 

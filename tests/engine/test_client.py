@@ -165,3 +165,14 @@ def test_session_key_header(server: ScriptedServer) -> None:
     server.enqueue(Reply(content="x"))
     OpenAIClient(server.url, "k", "m", session_key="agentd-abc", send_prompt_cache_key=True).chat(MSG)
     assert server.requests[-1]["prompt_cache_key"] == "agentd-abc"
+    assert server.requests[-1]["user"] == "agentd-abc"
+    sent = {k.lower(): v for k, v in server.headers[-1].items()}
+    assert sent["x-session-id"] == "agentd-abc" and sent["x-smg-routing-key"] == "agentd-abc"
+
+
+def test_session_header_name_is_configurable(server: ScriptedServer) -> None:
+    server.enqueue(Reply(content="x"))
+    OpenAIClient(server.url, "k", "m", session_key="agentd-abc", session_header="X-Agent").chat(MSG)
+    sent = {k.lower(): v for k, v in server.headers[-1].items()}
+    assert sent["x-agent"] == "agentd-abc" and "x-session-id" not in sent
+    assert "prompt_cache_key" not in server.requests[-1], "a supervised engine gets no body key"
