@@ -376,8 +376,15 @@ class Daemon:
 
     def _bad_skill(self, err: SourceError) -> None:
         """Called wherever the prefix is rebuilt, a wake holding the home lock included: told after it."""
-        log.error("%s (skill skipped)", err)
-        self.notices.later(f"bad-skill:{err.path}:{err.line}:{err.message}", f"A skill was skipped: {err}. The other skills still load; a fixed SKILL.md is picked up at the next session.")
+        where = f"{err.path}:{err.line}:{err.message}"
+        if err.path.name == "SKILL.md":
+            log.error("%s (skill skipped)", err)
+            self.notices.later(f"bad-skill:{where}", f"A skill was skipped: {err}. The other skills still load; a fixed SKILL.md is picked up at the next session.")
+            return
+        # A steering file the prefix cannot be built from (a merge's conflict markers): the
+        # agent keeps its last good prefix and waits for the person.
+        log.error("%s (prefix kept)", err)
+        self.notices.later(f"bad-source:{where}", f"A steering file cannot be used: {err}. The agent keeps working from the last good version until you fix it.")
 
     def _mask(self, text: str) -> str:
         return self._agent.mask(text) if self._agent is not None else text

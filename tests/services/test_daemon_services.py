@@ -175,3 +175,17 @@ def test_a_daemon_without_a_sandbox_says_so_once_and_commands_wait(home: Home, s
         assert "shell.mode auto works as ask" in notices and "apt install bubblewrap" in notices
     finally:
         sandbox.probe.cache_clear()
+
+
+def test_a_steering_file_with_conflict_markers_is_reported_as_such_and_the_prefix_kept(home: Home, server: ScriptedServer) -> None:
+    configure(home, server.url, every="1h")
+    home.absorb_person_edits()
+    with running(build_daemon(home, poll_s=0.02)) as d:
+        assert d.agent is not None
+        before = d.agent.compiler.prefix
+        agent_md = home.root / "AGENT.md"
+        agent_md.write_text(agent_md.read_text() + "\n<<<<<<< ours\nbe brief\n=======\nbe thorough\n>>>>>>> theirs\n")
+        notices = home.root / "outbox/notices.md"
+        run_until(d, lambda: notices.is_file() and "steering file cannot be used" in notices.read_text(), what="the notice")
+        assert "AGENT.md" in notices.read_text() and "A skill was skipped" not in notices.read_text()
+        assert d.agent.compiler.prefix == before
