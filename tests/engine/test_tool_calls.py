@@ -7,7 +7,13 @@ import json
 import pytest
 
 from engine.partial_json import StringField, ValueSpan
-from engine.tool_calls import OutputReader, ToolRequestError, output_schema, template_messages, tools_text
+from engine.tool_calls import (
+    OutputReader,
+    ToolRequestError,
+    output_schema,
+    template_messages,
+    tools_text,
+)
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "The  weather.", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
 NOTE = {"type": "function", "function": {"name": "add_note", "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}}
