@@ -55,8 +55,9 @@ QUESTIONS = [
     ("On which day is my dentist appointment?", r"Thursday"),
     ("What colour is my bicycle?", r"\bred\b"),
 ]
-# Measured on SmolLM2-135M-Instruct (README, "How well the default model answers"); a floor, so
-# that a change that makes the embedded default answer worse fails here.
+# Measured on SmolLM2-135M-Instruct Q4_1: 1 of 10 (README, "How well the default model answers").
+# The count is reported, not asserted: one lucky answer is within the noise of KV reuse. What
+# this test asserts is that every wake ends with the model's own answer.
 MIN_RIGHT = 0
 
 
