@@ -48,6 +48,7 @@ class ScriptedServer:
         self.responder = responder
         self.queue: deque[Reply] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.metrics: str | None = None  # Prometheus text served at /metrics, as vLLM's
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -96,7 +97,9 @@ class ScriptedServer:
                 return True
 
             def do_GET(self) -> None:  # noqa: N802
-                if self._auth():
+                if self.path == "/metrics" and server.metrics is not None:
+                    self._send(200, server.metrics.encode())
+                elif self._auth():
                     self._send(200, b'{"status": "ok", "data": []}')
 
             def do_POST(self) -> None:  # noqa: N802

@@ -32,13 +32,15 @@ class SupervisedEngineDoubleBackend(Backend):
     """Launches this module; its ``mode`` may change between starts (an engine that stops loading)."""
 
     id = "engine-double"
-    options = {"mode": Option(choice("serve", "crash", "silent"), "serve"), "n_ctx": Option(whole_number(1))}
+    options = {"mode": Option(choice("serve", "crash", "silent"), "serve"), "n_ctx": Option(whole_number(1)), "block_size": Option(whole_number(1))}
 
     def launch_spec(self, settings: EngineSettings, port: int, api_key: str) -> LaunchSpec:
         mode = str(self.option(settings.options, "mode"))
         argv = [sys.executable, "-m", "tests.doubles.supervised_engine", "--port", str(port), "--model", settings.model, "--mode", mode]
         if settings.options.get("n_ctx"):
             argv += ["--n-ctx", str(settings.options["n_ctx"])]
+        if settings.options.get("block_size"):
+            argv += ["--block-size", str(settings.options["block_size"])]
         env = {API_KEY_ENV: api_key, "PYTHONPATH": str(ROOT)}
         return LaunchSpec(argv, env, port, api_key, self.id, settings.model)
 
@@ -49,6 +51,7 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--mode", choices=["serve", "crash", "silent"], required=True)
     p.add_argument("--n-ctx", type=int, default=0)
+    p.add_argument("--block-size", type=int, default=0, help="report vLLM's vllm:cache_config_info with this block size at /metrics")
     args = p.parse_args()
     print(f"engine double: loading {args.model}", flush=True)
     if args.mode == "crash":
@@ -63,6 +66,11 @@ def main() -> None:
         return Reply(content=f"served by {args.model}")
 
     server = ScriptedServer(api_key=os.environ[API_KEY_ENV], responder=responder, port=args.port)
+    if args.block_size:
+        server.metrics = (
+            "# TYPE vllm:cache_config_info gauge\n"
+            f'vllm:cache_config_info{{block_size="{args.block_size}",enable_prefix_caching="True",prefix_caching_hash_algo="sha256",num_gpu_blocks="364"}} 1.0\n'
+        )
     print(f"engine double: ready on 127.0.0.1:{args.port}", flush=True)
     server.httpd.serve_forever()
 
