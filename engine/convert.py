@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.errors import BackendMissing
 from engine.models import DEFAULT_ALIAS, hf_models_dir, is_hf_folder, resolve_gguf
@@ -86,12 +87,12 @@ def import_gguf(
     return Imported(name, folder, gguf, size, seconds)
 
 
-def _load(gguf: Path) -> tuple[object, object]:
+def _load(gguf: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # The weights are dequantized on load, but the model still carries the GGUF
     # quantizer's marks, and transformers refuses to save a "quantized" model.
     model.hf_quantizer = None
@@ -101,9 +102,9 @@ def _load(gguf: Path) -> tuple[object, object]:
     return model, tokenizer
 
 
-def _save(model: object, tokenizer: object, folder: Path) -> None:
-    model.save_pretrained(str(folder), safe_serialization=True)  # type: ignore[attr-defined]
-    tokenizer.save_pretrained(str(folder))  # type: ignore[attr-defined]
+def _save(model: Any, tokenizer: Any, folder: Path) -> None:
+    model.save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
 
 
 def _size(folder: Path) -> int:
