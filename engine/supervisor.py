@@ -74,7 +74,7 @@ class EngineSupervisor:
         settings: EngineSettings,
         runtime_dir: Path,
         *,
-        health_timeout: float = 180.0,
+        health_timeout: float | None = None,
         max_restarts: int = 5,
         backoff: float = 1.0,
         timeouts: Timeouts | None = None,
@@ -82,7 +82,7 @@ class EngineSupervisor:
         self.settings = settings
         self.runtime_dir = runtime_dir
         self.backend: Backend = backend_for(settings)
-        self.health_timeout = health_timeout
+        self.health_timeout = health_timeout or self.backend.start_timeout_s
         self.max_restarts = max_restarts
         self.backoff = backoff
         self.timeouts = timeouts or Timeouts.from_env()

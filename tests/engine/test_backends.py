@@ -95,3 +95,12 @@ def test_model_resolution(tmp_path: Path) -> None:
     with pytest.raises(BackendMissing, match="unknown engine backend"):
         backend_for(EngineSettings("tgi", "m"))
     assert isinstance(backend_for(EngineSettings("llamacpp", "smollm2")), LlamaCppBackend)
+
+
+def test_a_backend_says_how_long_its_start_may_take(tmp_path: Path) -> None:
+    """vLLM loads for a minute on an idle CPU and for minutes on a busy one: the daemon's restarts wait for it."""
+    from engine.supervisor import EngineSupervisor
+
+    assert EngineSupervisor(EngineSettings("vllm", "m"), tmp_path).health_timeout == VllmBackend.start_timeout_s == 600
+    assert EngineSupervisor(EngineSettings("llamacpp", "smollm2"), tmp_path).health_timeout == 180
+    assert EngineSupervisor(EngineSettings("vllm", "m"), tmp_path, health_timeout=5).health_timeout == 5
