@@ -481,6 +481,25 @@ def model_use(c: Context, name: str, backend: str | None) -> None:
         click.echo(line)
 
 
+@model.command("import")
+@click.argument("source")
+@click.option("--name", help="The name engine.model takes (default: smollm2, or the file's stem).")
+@click.option("--force", is_flag=True, help="Convert again over an earlier import of the same name.")
+def model_import(source: str, name: str | None, force: bool) -> None:
+    """Convert a GGUF (a path, or smollm2) to a Hugging Face folder that vLLM serves.
+
+    \b
+    It lands in $XDG_DATA_HOME/agentd/models/hf/NAME; then:
+      agentd model use NAME --backend vllm
+    """
+    from engine.convert import import_gguf
+
+    done = import_gguf(source, name=name, force=force, progress=click.echo)
+    if done.reused:
+        click.echo(f"{done.name} was already imported: {done.folder} (--force converts it again)")
+    click.echo(f"use it with: agentd model use {done.name} --backend vllm")
+
+
 @model.command("list")
 @pass_ctx
 def model_list(c: Context) -> None:

@@ -27,6 +27,7 @@ from agentd.home import AGENT, Home
 from agentd.ledger import Ledger, Record
 from agentd.tools.base import ToolContext, ToolOutcome, ToolRegistry
 from agentd.wal import WriteAheadLog
+from engine.cache_model import cacheable_tokens
 from engine.errors import EngineError, EngineHTTPError
 from engine.partial_json import StringField, field_text
 from engine.types import ChatEngine, ChatResult, Usage
@@ -69,6 +70,8 @@ class Agent:
     mask: Callable[[str], str] = field(default=lambda text: text)
     monotonic: Callable[[], float] = field(default=time.monotonic)  # the wall-time budget's clock
     new_id: IdSource = field(default=random_id)  # wake ids; seeded where prompts must repeat byte for byte
+    # The engine's KV block size, read from its metrics (None: it caches any prefix, as llama.cpp does).
+    cache_block: Callable[[], int | None] = field(default=lambda: None)
 
 
 def record_usage(
@@ -84,7 +87,8 @@ def record_usage(
 
     The day is the agent's own (its configured time zone), as the day rollover counts it.
     """
-    cause, expected = check.cause, check.expected_cached
+    cause = check.cause
+    expected = cacheable_tokens(check.expected_cached, u.prompt_tokens, agent.cache_block())
     if cause is None and u.cached_tokens is not None and expected and u.cached_tokens + 64 < 0.9 * expected:
         # Behind a pool's router an unexplained miss is the home sent to another replica (one
         # failed, or the pool was resized): the request itself warms the prefix there.

@@ -30,7 +30,7 @@ from agentd.tools.reply import DoneTool, ReplyTool
 from agentd.tools.shell import ShellTool
 from engine.backends import backend_class
 from engine.client import Timeouts
-from engine.supervisor import EngineSupervisor
+from engine.supervisor import EngineSupervisor, recorded_block_size
 from engine.types import ChatEngine, EngineSettings
 
 
@@ -150,4 +150,6 @@ def build_agent(
         extra_body=extra,
         mask=guard.mask,
         new_id=new_id,
+        # Read at every request: a restarted or swapped engine may use another block size.
+        cache_block=lambda: recorded_block_size(home.runtime),
     )

@@ -3,6 +3,8 @@
     python bench/agent_day.py                       # full day on the vLLM cache model, quick day on llama.cpp
     python bench/agent_day.py --quick               # a 3-hour day on both (CI)
     python bench/agent_day.py --only vllm_model --out day.json
+    python bench/agent_day.py --only vllm_model --block-sizes 16,128   # the block model at GPU and CPU block sizes
+    python bench/agent_day.py --only vllm --quick   # the quick day on the real vLLM beside the block model (bench/agent_day_vllm.py)
 
 The day: heartbeats every 30 minutes over 16 active hours, 4 cron jobs, 20 chat messages
 with 0-5 tool calls each (command output and file contents of 200-4,000 tokens), the
@@ -189,9 +191,9 @@ class Backend:
 class ModelBackend(Backend):
     name = "vllm_model"
 
-    def __init__(self, tok: Tokenizer, capacity_blocks: int) -> None:
+    def __init__(self, tok: Tokenizer, capacity_blocks: int, block_size: int = 16) -> None:
         self.tok = tok
-        self.cache = PrefixCacheModel(16, capacity_blocks)
+        self.cache = PrefixCacheModel(block_size, capacity_blocks)
 
     def serve(self, messages: list[dict[str, Any]], extra_body: dict[str, Any] | None) -> Usage:
         ids = self.tok.ids(messages)
@@ -550,7 +552,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--no-llamacpp", action="store_true", help="skip the real engine (the vLLM model only)")
     ap.add_argument("--llama-requests", type=int, default=16,
                     help="agentd requests of the day kept on the real engine, after the warm-up (0: all); the naive side replays the same content")
-    ap.add_argument("--only", choices=["vllm_model", "llamacpp"], help="run one engine only")
+    ap.add_argument("--only", choices=["vllm_model", "llamacpp", "vllm"], help="run one engine only (vllm: the real engine, not run by default)")
+    ap.add_argument("--block-sizes", default="16", help="the block model's block sizes, comma-separated (vLLM: 16 on a GPU, 128 on a CPU)")
+    ap.add_argument("--vllm-model", help="the HF folder vLLM serves (default: the one `agentd model import smollm2` wrote)")
     ap.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                     help=f"where the day's homes are made, emptied first (default {DEFAULT_WORKDIR}); the path is part of the prompts")
     args = ap.parse_args(argv)
@@ -558,11 +562,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     day = make_day(random.Random(1), 3 if args.quick else 16, 4 if args.quick else 20)
     if args.only in (None, "vllm_model"):
-        results["vllm_model"] = run_engine(
-            "vllm_model", day, prefix_words=24000, session_tokens=20000,
-            backend_factory=lambda: ModelBackend(tok, capacity_blocks=40_000), tok=tok, workdir=args.workdir, rng_seed=2,
-        )
-        print_engine("vllm_model (block-level model of vLLM APC, 16-token blocks, 40K-block LRU)", results["vllm_model"])
+        for size in (int(b) for b in args.block_sizes.split(",")):
+            key = "vllm_model" if size == 16 else f"vllm_model_{size}"
+            # The same memory at any block size: 640K tokens of KV (40K blocks of 16).
+            results[key] = run_engine(
+                key, day, prefix_words=24000, session_tokens=20000,
+                backend_factory=lambda size=size: ModelBackend(tok, capacity_blocks=640_000 // size, block_size=size), tok=tok, workdir=args.workdir, rng_seed=2,
+            )
+            print_engine(f"{key} (block-level model of vLLM APC, {size}-token blocks, {640_000 // size}-block LRU)", results[key])
+    if args.only == "vllm":
+        from bench import agent_day_vllm
+        from engine.models import hf_models_dir
+
+        folder = args.vllm_model or str(hf_models_dir() / "smollm2")
+        results["vllm"] = agent_day_vllm.run(tok, args.workdir, args.llama_requests, folder)
+        agent_day_vllm.print_side_by_side(results["vllm"])
     if not args.no_llamacpp and args.only in (None, "llamacpp"):
         from engine.supervisor import EngineSupervisor
         from engine.types import EngineSettings

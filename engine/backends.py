@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from engine.errors import BackendMissing
@@ -50,6 +51,8 @@ class Backend:
     # Its section of agent.yaml, engine.<id>: every option it reads is listed, so a
     # typo is reported with its line instead of being ignored.
     options: ClassVar[Mapping[str, Option]] = {}
+    # How long a start may take before the supervisor gives up on it (loading the model included).
+    start_timeout_s: ClassVar[float] = 180.0
 
     def option(self, options: Mapping[str, Any], name: str) -> Any:
         value = options.get(name)
@@ -69,6 +72,10 @@ class Backend:
 
     def launch_spec(self, settings: EngineSettings, port: int, api_key: str) -> LaunchSpec:
         raise NotImplementedError(f"the {self.id} backend is not supervised")
+
+    def runtime_env(self, runtime_dir: Path) -> dict[str, str]:
+        """Environment for the engine process that depends on the home (its runtime folder, ``.agentd/``)."""
+        return {}
 
     def url_and_key(self, settings: EngineSettings) -> tuple[str, str | None]:
         """Where an engine someone else runs answers, and its key (from the environment)."""

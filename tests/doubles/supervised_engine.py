@@ -37,13 +37,15 @@ class SupervisedEngineDoubleBackend(Backend):
     """Launches this module; its ``mode`` may change between starts (an engine that stops loading)."""
 
     id = "engine-double"
-    options = {"mode": Option(choice("serve", "replica", "crash", "silent"), "serve"), "n_ctx": Option(whole_number(1))}
+    options = {"mode": Option(choice("serve", "replica", "crash", "silent"), "serve"), "n_ctx": Option(whole_number(1)), "block_size": Option(whole_number(1))}
 
     def launch_spec(self, settings: EngineSettings, port: int, api_key: str) -> LaunchSpec:
         mode = str(self.option(settings.options, "mode"))
         argv = [sys.executable, "-m", "tests.doubles.supervised_engine", "--port", str(port), "--model", settings.model, "--mode", mode]
         if settings.options.get("n_ctx"):
             argv += ["--n-ctx", str(settings.options["n_ctx"])]
+        if settings.options.get("block_size"):
+            argv += ["--block-size", str(settings.options["block_size"])]
         env = {API_KEY_ENV: api_key, "PYTHONPATH": str(ROOT)}
         return LaunchSpec(argv, env, port, api_key, self.id, settings.model)
 
@@ -77,6 +79,7 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--mode", choices=["serve", "replica", "crash", "silent"], required=True)
     p.add_argument("--n-ctx", type=int, default=0)
+    p.add_argument("--block-size", type=int, default=0, help="report vLLM's vllm:cache_config_info with this block size at /metrics")
     args = p.parse_args()
     print(f"engine double: loading {args.model}", flush=True)
     if args.mode == "crash":
@@ -95,8 +98,17 @@ def main() -> None:
             return Reply(content=f"served by {args.model} on {args.port}", prompt_tokens=prompt, cached_tokens=cached)
         return Reply(content=f"served by {args.model}")
 
+    def metrics() -> str:
+        text = cache.metrics()
+        if args.block_size:  # as vLLM reports its cache configuration
+            text += (
+                "# TYPE vllm:cache_config_info gauge\n"
+                f'vllm:cache_config_info{{block_size="{args.block_size}",enable_prefix_caching="True",prefix_caching_hash_algo="sha256",num_gpu_blocks="364"}} 1.0\n'
+            )
+        return text
+
     open_health = os.environ.get(OPEN_HEALTH_ENV) == "1"
-    server = ScriptedServer(api_key=os.environ[API_KEY_ENV], responder=responder, port=args.port, open_health=open_health, metrics=cache.metrics)
+    server = ScriptedServer(api_key=os.environ[API_KEY_ENV], responder=responder, port=args.port, open_health=open_health, metrics=metrics)
     print(f"engine double: ready on 127.0.0.1:{args.port}", flush=True)
     server.httpd.serve_forever()
 

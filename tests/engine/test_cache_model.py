@@ -48,3 +48,15 @@ def test_tail_blocks_evicted_before_prefix_blocks() -> None:
     m.request([1] * 4 + [2] * 4 + [3] * 4 + [0])  # 3 blocks
     m.request([9] * 4 + [0])  # one new block: the oldest is the first request's tail block
     assert m.lookup([1] * 4 + [2] * 4 + [3] * 4 + [0]) == 8
+
+
+def test_cacheable_tokens_are_whole_blocks_short_of_the_last_token() -> None:
+    from engine.cache_model import cacheable_tokens
+
+    assert cacheable_tokens(2565, 2565, 128) == 2560  # 20 full blocks; the 21st is partial
+    assert cacheable_tokens(500, 520, 16) == 496 and cacheable_tokens(500, 520, 128) == 384
+    assert cacheable_tokens(500, 520, None) == 500 and cacheable_tokens(None, 520, 128) is None
+    model = PrefixCacheModel(128)
+    ids = list(range(2565))
+    model.request(ids)
+    assert model.lookup(ids) == cacheable_tokens(len(ids), len(ids), 128)

@@ -212,3 +212,21 @@ def test_gives_up_after_max_restarts_with_a_clear_report(runtime: Path) -> None:
     assert sup.info is None and not sup.alive()
     sup.check()
     assert len(events) == 4, "after giving up, later checks do not try again"
+
+
+def test_block_size_is_read_from_the_engines_metrics_never_assumed(runtime: Path) -> None:
+    """vLLM on a CPU uses 128-token blocks: the supervisor records what /metrics says, for the ledger's self-check."""
+    from engine.supervisor import recorded_block_size
+
+    assert recorded_block_size(runtime) is None, "no engine, no block size"
+    info = supervisor(runtime, options={"block_size": 128}).start()
+    assert info.cache_config == {"block_size": "128", "enable_prefix_caching": "True", "prefix_caching_hash_algo": "sha256", "num_gpu_blocks": "364"}
+    assert recorded_block_size(runtime) == 128
+    # A state file written before the block size was recorded: adoption reads it then.
+    state = json.loads((runtime / "engine.json").read_text())
+    (runtime / "engine.json").write_text(json.dumps({k: v for k, v in state.items() if k != "cache_config"}))
+    assert recorded_block_size(runtime) is None
+    adopted = supervisor(runtime, options={"block_size": 128}).adopt()
+    assert adopted is not None and adopted.pid == info.pid and recorded_block_size(runtime) == 128
+    plain = supervisor(runtime).start()  # an engine without vLLM's metrics (llama.cpp): unknown, not 16
+    assert plain.cache_config is None and recorded_block_size(runtime) is None
