@@ -551,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", help="write the figures as JSON here")
     ap.add_argument("--no-llamacpp", action="store_true", help="skip the real engine (the vLLM model only)")
     ap.add_argument("--llama-requests", type=int, default=16,
-                    help="agentd requests of the day kept on the real engine, after the warm-up (0: all); the naive side replays the same content")
+                    help="agentd requests of the day kept on a real engine (llamacpp, vllm), after the warm-up (0: all); the naive side replays the same content")
     ap.add_argument("--only", choices=["vllm_model", "llamacpp", "vllm"], help="run one engine only (vllm: the real engine, not run by default)")
     ap.add_argument("--block-sizes", default="16", help="the block model's block sizes, comma-separated (vLLM: 16 on a GPU, 128 on a CPU)")
     ap.add_argument("--vllm-model", help="the HF folder vLLM serves (default: the one `agentd model import smollm2` wrote)")

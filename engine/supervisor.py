@@ -219,9 +219,10 @@ class EngineSupervisor:
                 client.close()
             if not healthy:
                 return None
-            if info.cache_config is None:  # recorded by an agentd from before it was read
+            if info.cache_config is None:  # recorded by an agentd from before it was read (llama.cpp reports none)
                 info.cache_config = self._read_cache_config(info)
-                self._save(info)
+                if info.cache_config is not None:
+                    self._save(info)
             self.info = info
             return info
 
