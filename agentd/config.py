@@ -458,6 +458,17 @@ def set_value(home_root: Path, key: str, raw: str) -> tuple[str, Config]:
     return set_values(home_root, {key: raw})
 
 
+def set_dotted(doc: CommentedMap, key: str, value: Any) -> None:
+    """Set ``a.b.c`` in a round-trip document, making the sections on the way (comments kept)."""
+    parts = key.split(".")
+    node = doc
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), CommentedMap):
+            node[part] = CommentedMap()
+        node = node[part]
+    node[parts[-1]] = value
+
+
 def set_values(home_root: Path, changes: Mapping[str, str]) -> tuple[str, Config]:
     """Several settings at once, validated together (see :func:`set_value`)."""
     path = home_root / CONFIG_FILE
@@ -471,13 +482,7 @@ def set_values(home_root: Path, changes: Mapping[str, str]) -> tuple[str, Config
         except YAMLError as e:
             why = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise ConfigError(path, None, f"{key}: {raw!r} is not a YAML value ({why}); to set it as text, quote it: '\"{raw}\"'") from None
-        parts = key.split(".")
-        node = doc
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), CommentedMap):
-                node[part] = CommentedMap()
-            node = node[part]
-        node[parts[-1]] = value
+        set_dotted(doc, key, value)
     text = dump(doc)
     # Validate the text as it will be on disk, so errors carry its real line numbers.
     config = validate(parse_document(text, path), path)

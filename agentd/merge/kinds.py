@@ -246,15 +246,9 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _set(doc: CommentedMap, key: str, value: Any) -> None:
-    from ruamel.yaml.comments import CommentedMap
+    from agentd.config import set_dotted  # loaded only when agent.yaml is merged
 
-    parts = key.split(".")
-    node = doc
-    for p in parts[:-1]:
-        if not isinstance(node.get(p), dict):
-            node[p] = CommentedMap()
-        node = node[p]
-    node[parts[-1]] = value
+    set_dotted(doc, key, value)
 
 
 def _drop(doc: CommentedMap, key: str) -> None:
