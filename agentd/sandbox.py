@@ -425,13 +425,17 @@ def hit_process_limit(group: Path | None) -> bool:
     return bool(m and int(m.group(1)) > 0)
 
 
+def effective_mode(mode: str) -> str:
+    """``shell.mode`` as it works here: ``auto`` becomes ``ask`` where no sandbox can confine commands."""
+    return "ask" if mode == "auto" and not probe().available else mode
+
+
 def in_force(config: Config) -> dict[str, object]:
     """What confines the agent's commands under this config, for ``agentd status``."""
     found = probe()
     shell = config.shell
     if not found.available:
-        mode = "ask" if shell.mode == "auto" else shell.mode
-        return {"available": False, "line": f"NONE: {found.detail}; shell.mode {shell.mode} runs as {mode} (fix: {found.fix})"}
+        return {"available": False, "line": f"NONE: {found.detail}; shell.mode {shell.mode} runs as {effective_mode(shell.mode)} (fix: {found.fix})"}
     how = "cgroup" if found.pids_cgroup else "rlimit" if os.geteuid() != 0 else "not enforced"
     line = (f"bubblewrap {found.version}: read-only system, home writable but .git read-only, private /tmp, "
             f"network {'on' if shell.network else 'off'}, ≤{shell.max_processes} processes ({how}), "

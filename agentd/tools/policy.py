@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentd.config import ShellConfig
-from agentd.sandbox import probe
+from agentd.sandbox import effective_mode
 from agentd.tools.places import PROCSUBST, SUBST, Places
 
 SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "fish", "source", "."}
@@ -333,10 +333,7 @@ class ShellPolicy:
     @classmethod
     def from_config(cls, config: ShellConfig, home_root: Path | None = None) -> ShellPolicy:
         """The policy agent.yaml asks for; ``auto`` becomes ``ask`` where no sandbox can confine commands."""
-        mode = config.mode
-        if mode == "auto" and not probe().available:
-            mode = "ask"
-        return cls(mode, config.allow, config.deny, home_root=home_root, workdirs=tuple(config.workdirs))
+        return cls(effective_mode(config.mode), config.allow, config.deny, home_root=home_root, workdirs=tuple(config.workdirs))
 
     def builtin(self, command: str, cwd: Path | None = None) -> tuple[str, str] | None:
         if FORK_BOMB.search(command.replace(" ", " ")):
