@@ -418,6 +418,7 @@ class Daemon:
             "home": str(self.home.root),
             "engine": self.engine.info_dict(),
             "next_runs": [run for service in self.services for run in service.next_runs()],
+            "channels": [ch for service in self.services if (ch := service.channel_status()) is not None],
             "last_wake": self.last_wake,
             "jobs": sorted(j.slug for j in self.steering.jobs) if self.steering is not None else [],
             "queue_coalesced": self.queue.coalesced,

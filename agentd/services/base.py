@@ -95,3 +95,8 @@ class Service:
     def next_runs(self) -> list[dict[str, Any]]:
         """For `agentd status`: {"kind", "name", "at"} of what this service will publish next."""
         return []
+
+    def channel_status(self) -> dict[str, Any] | None:
+        """For `agentd status` and the web app, when the service is a chat channel:
+        {"name", "state", "last_message", "last_error"} (None for every other service)."""
+        return None
