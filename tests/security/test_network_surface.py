@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from engine import builtin_backends, llamacpp_server
+from engine import builtin_backends, llamacpp_http, llamacpp_server
 from engine.backends import installed
 from engine.builtin_backends import LlamaCppBackend, VllmBackend
 from engine.supervisor import EngineSupervisor
@@ -33,7 +33,7 @@ ROUTES = [
 @pytest.fixture
 def engine_server() -> Iterator[tuple[str, LlamaEngineDouble, int]]:
     engine = LlamaEngineDouble()
-    server = llamacpp_server.make_server(engine, KEY, 0)  # type: ignore[arg-type]
+    server = llamacpp_http.make_server(engine, KEY, 0)  # type: ignore[arg-type]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     host, port = server.server_address[:2]
@@ -84,7 +84,7 @@ def test_the_server_has_no_way_to_widen_its_address_or_drop_the_key(monkeypatch:
     with pytest.raises(SystemExit, match=llamacpp_server.API_KEY_ENV):
         llamacpp_server.main(["--model", "/nonexistent.gguf", "--port", "0"])
     with pytest.raises(ValueError, match="API key"):
-        llamacpp_server.make_server(LlamaEngineDouble(), "", 0)  # type: ignore[arg-type]
+        llamacpp_http.make_server(LlamaEngineDouble(), "", 0)  # type: ignore[arg-type]
 
 
 def launch_settings(backend: str, tmp_path: Path) -> EngineSettings:
