@@ -306,11 +306,11 @@ class Home:
         """Stage ``paths`` (or every change but ``exclude``) and commit; returns the sha, or None if nothing changed."""
         self._clear_stale_index_lock()
         if all_changes or paths is None:
-            self.repo.git.add("-A")
+            self._stage()
             # The person's files withheld for a credential stay out until they change.
             exclude = [*(exclude or []), *still_withheld(self)]
         elif paths:
-            self.repo.git.add("-A", "--", *paths)
+            self._stage("--", *paths)
         if exclude:
             self.repo.git.reset("-q", "--", *exclude)
         staged = self.repo.git.diff("--cached", "--name-only", "-z").split("\0")
@@ -340,6 +340,18 @@ class Home:
             raise HomeError(f"git commit failed in {self.root}: {' | '.join(why[-3:])}")
         sha: str = self.repo.head.commit.hexsha
         return sha
+
+    def _stage(self, *args: str) -> None:
+        """``git add -A``, again when a file vanished between git listing it and reading it
+        (an editor's swap file, a temp file renamed into place): the next listing no longer has it."""
+        for attempt in range(3):
+            try:
+                self.repo.git.add("-A", *args)
+                return
+            except git.GitCommandError as e:
+                vanished = "No such file or directory" in str(e.stderr) or "unable to stat" in str(e.stderr)
+                if not vanished or attempt == 2:
+                    raise
 
     def person_identity(self) -> Identity:
         reader = self.repo.config_reader()

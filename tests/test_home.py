@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -305,3 +306,50 @@ def test_recovery_keeps_a_file_the_person_recreated_after_the_agent_deleted_it(h
     (home.root / "plans.md").write_text("# Plans, rewritten by the person\n")
     Home(home.root).recover()
     assert (home.root / "plans.md").read_text() == "# Plans, rewritten by the person\n"
+
+
+class GitWithAddDouble:
+    """A double of GitPython's ``repo.git``: ``add`` replaced, every other git command the real one."""
+
+    def __init__(self, real: Any, add: Any) -> None:
+        self._real, self.add = real, add
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_commit_stages_again_when_a_file_vanished_under_git_add(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A temp file listed by `git add -A` and gone before git read it fails the add; the
+    next attempt no longer lists it, so the commit goes through instead of failing the wake."""
+    import git
+
+    real_add = home.repo.git.add
+    calls: list[tuple[str, ...]] = []
+
+    def add_with_one_vanished_file(*args: str) -> str:  # a double of git's race, with git's own words
+        calls.append(args)
+        if len(calls) == 1:
+            raise git.GitCommandError(["git", "add", *args], 128, stderr='error: open("notes/.swp"): No such file or directory\nerror: unable to index file \'notes/.swp\'\nfatal: adding files failed')
+        return str(real_add(*args))
+
+    monkeypatch.setattr(home.repo, "git", GitWithAddDouble(home.repo.git, add_with_one_vanished_file))
+    (home.root / "USER.md").write_text("# User\n\nName: Ada\n", encoding="utf-8")
+    sha = home.commit("person edit", identity=AGENT, all_changes=True)
+    assert sha is not None and len(calls) == 2
+    assert "Name: Ada" in home.repo.git.show(f"{sha}:USER.md")
+
+
+def test_commit_does_not_retry_other_git_add_failures(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    import git
+
+    calls: list[tuple[str, ...]] = []
+
+    def add_failing(*args: str) -> str:
+        calls.append(args)
+        raise git.GitCommandError(["git", "add", *args], 128, stderr="fatal: Unable to create '.git/index.lock': File exists.")
+
+    monkeypatch.setattr(home.repo, "git", GitWithAddDouble(home.repo.git, add_failing))
+    (home.root / "USER.md").write_text("changed\n", encoding="utf-8")
+    with pytest.raises(git.GitCommandError):
+        home.commit("person edit", identity=AGENT, all_changes=True)
+    assert len(calls) == 1
