@@ -316,6 +316,8 @@ class Wake:
         on_delta = self.on_delta
         if on_delta is not None and tool_calling == "json":
             on_delta = _reply_stream(on_delta)
+        elif on_delta is not None:
+            kwargs["on_call_delta"] = _reply_call_stream(on_delta)
         try:
             result = agent.engine.chat(request.messages, stream=True, on_delta=on_delta, **kwargs)
         except EngineHTTPError as e:
@@ -422,6 +424,17 @@ def _reply_stream(sink: Callable[[str], None]) -> Callable[[str], None]:
 
     def feed(piece: str) -> None:
         if text := field.feed(piece):
+            sink(text)
+
+    return feed
+
+
+def _reply_call_stream(sink: Callable[[str], None]) -> Callable[[str, str], None]:
+    """Reads a streamed native tool call; passes the reply tool's text on as it is generated."""
+    field = StringField("text")
+
+    def feed(name: str, piece: str) -> None:
+        if name == REPLY and (text := field.feed(piece)):
             sink(text)
 
     return feed

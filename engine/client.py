@@ -227,10 +227,12 @@ class OpenAIClient:
         stream: bool = False,
         on_delta: Callable[[str], None] | None = None,
         extra_body: dict[str, Any] | None = None,
+        on_call_delta: Callable[[str, str], None] | None = None,
     ) -> ChatResult:
         """One chat completion; retriable failures are retried with backoff (``retries`` times).
 
-        ``on_delta`` receives each piece of streamed text exactly once. A stream that fails
+        ``on_delta`` receives each piece of streamed text exactly once; ``on_call_delta``
+        each piece of a streamed tool call's arguments, with the call's name. A stream that fails
         after text reached ``on_delta`` is therefore not retried here: the error is raised
         with that text in ``partial_output`` (and stays retriable), and the caller, which
         has shown it, decides whether to ask again from the start.
@@ -251,7 +253,7 @@ class OpenAIClient:
             body["stream_options"] = {"include_usage": True}
         if extra_body:
             body.update(extra_body)
-        return self._with_retries(lambda: self._stream(body, on_delta) if stream else self._once(body))
+        return self._with_retries(lambda: self._stream(body, on_delta, on_call_delta) if stream else self._once(body))
 
     def _with_retries(self, call: Callable[[], ChatResult]) -> ChatResult:
         attempt = 0
@@ -314,16 +316,24 @@ class OpenAIClient:
         usage = _cached_from_timings(data, parse_usage(data.get("usage"), elapsed, elapsed))
         return ChatResult(msg.get("content") or "", calls, choice.get("finish_reason") or "stop", usage, data.get("model", self.model))
 
-    def _stream(self, body: dict[str, Any], on_delta: Callable[[str], None] | None) -> ChatResult:
+    def _stream(
+        self, body: dict[str, Any], on_delta: Callable[[str], None] | None, on_call_delta: Callable[[str, str], None] | None = None
+    ) -> ChatResult:
         delivered: list[str] = []
         try:
-            return self._stream_once(body, on_delta, delivered)
+            return self._stream_once(body, on_delta, delivered, on_call_delta)
         except EngineError as e:
             if delivered:
                 e.partial_output = "".join(delivered)
             raise
 
-    def _stream_once(self, body: dict[str, Any], on_delta: Callable[[str], None] | None, delivered: list[str]) -> ChatResult:
+    def _stream_once(
+        self,
+        body: dict[str, Any],
+        on_delta: Callable[[str], None] | None,
+        delivered: list[str],
+        on_call_delta: Callable[[str, str], None] | None = None,
+    ) -> ChatResult:
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         finish: str | None = None
@@ -370,6 +380,9 @@ class OpenAIClient:
                         fn = tc.get("function") or {}
                         slot["name"] += fn.get("name") or ""
                         slot["arguments"] += fn.get("arguments") or ""
+                        if on_call_delta is not None and fn.get("arguments"):
+                            delivered.append(fn["arguments"])  # shown: a failure after it is not retried here
+                            on_call_delta(slot["name"], fn["arguments"])
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
                 watch.progress(output)

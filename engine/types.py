@@ -47,6 +47,7 @@ class ChatEngine(Protocol):
         stream: bool = False,
         on_delta: Callable[[str], None] | None = None,
         extra_body: dict[str, Any] | None = None,
+        on_call_delta: Callable[[str, str], None] | None = None,
     ) -> ChatResult: ...
 
     def tokenize(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int] | None: ...

@@ -160,6 +160,17 @@ def test_the_reply_streams_piece_by_piece_from_a_json_action(home: Home) -> None
     assert "".join(pieces) == result.reply and len(pieces) > 5  # token by token, none of the read_file action
 
 
+def test_the_reply_streams_piece_by_piece_from_a_native_tool_call(home: Home) -> None:
+    set_config(home, "tool_calling: json", "tool_calling: native")
+    engine = ScriptedEngine(piece_chars=3)
+    engine.enqueue_calls(("read_file", {"path": "USER.md"}))
+    engine.enqueue_calls(("reply", {"text": 'Caf\u00e9 "Ada" \U0001f600\nbye'}))
+    pieces: list[str] = []
+    result = wake(make_agent(home, engine), message(home, "hi"), on_delta=pieces.append)
+    assert result.reply == 'Café "Ada" 😀\nbye'
+    assert "".join(pieces) == result.reply and len(pieces) > 5  # token by token, none of read_file's arguments
+
+
 def test_a_raw_newline_inside_the_reply_text_is_accepted(home: Home) -> None:
     # llama.cpp's grammar lets raw control characters into JSON strings; strict parsing wasted the step
     engine = ScriptedEngine()

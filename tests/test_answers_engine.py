@@ -119,3 +119,5 @@ def test_native_tool_calling_answers_on_the_embedded_engine(engine: EngineSuperv
     assistant = [m for m in session.tail if m["role"] == "assistant"]
     # the engine answered with OpenAI tool calls (or words), never a 400
     assert assistant and all(m.get("tool_calls") or m.get("content") for m in assistant)
+    # the reply streamed as the model wrote it, whether as the reply tool's arguments or as words
+    assert "".join(pieces).strip() == result.reply.strip()

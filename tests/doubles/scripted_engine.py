@@ -81,6 +81,11 @@ class ScriptedEngine:
             step = self.piece_chars or len(item.content)
             for i in range(0, len(item.content), step):
                 on_delta(item.content[i : i + step])
+        on_call_delta = kwargs.get("on_call_delta")
+        for call in item.tool_calls if on_call_delta else []:
+            step = self.piece_chars or len(call.arguments) or 1
+            for i in range(0, len(call.arguments), step):
+                on_call_delta(call.name, call.arguments[i : i + step])
         return ChatResult(item.content, item.tool_calls, item.finish_reason, usage, item.model)
 
     def tokenize(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int] | None:
