@@ -19,8 +19,7 @@ from agentd.loop import wake
 from agentd.template import init_home
 from agentd.wiring import build_agent
 from engine.supervisor import EngineSupervisor
-from engine.types import EngineSettings
-from tests.engine.conftest import have_embedded_engine
+from tests.engine.conftest import embedded_engine
 
 pytestmark = pytest.mark.engine
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
@@ -63,12 +62,7 @@ MIN_RIGHT = 0
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineSupervisor]:
-    if not have_embedded_engine():
-        pytest.skip("the embedded engine is not installed (pip install -e '.[cpu]')")
-    sup = EngineSupervisor(EngineSettings("llamacpp", "smollm2", options={"n_ctx": 8192}), tmp_path_factory.mktemp("engine-q"), backoff=0.2)
-    sup.start()
-    yield sup
-    sup.stop()
+    yield from embedded_engine(tmp_path_factory, n_ctx=8192, name="engine-q")
 
 
 def ask(engine: EngineSupervisor, root: Path, question: str) -> tuple[str, int, str, str]:

