@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import io
 import math
 import re
 from collections.abc import Mapping
@@ -263,11 +262,11 @@ def fields() -> dict[str, Validator]:
     return known
 
 
-def _sections(known: Mapping[str, Validator]) -> set[str]:
+def setting_sections(known: Mapping[str, Validator]) -> set[str]:
     return {key.rsplit(".", i)[0] for key in known for i in range(1, key.count(".") + 1)}
 
 
-def _backend_option(key: str) -> tuple[str, str] | None:
+def backend_option(key: str) -> tuple[str, str] | None:
     """(backend, option) for ``engine.<backend>.<option>``; an option left empty means the backend's default."""
     parts = key.split(".")
     if len(parts) == 3 and parts[0] == "engine" and parts[1] in installed():
@@ -284,7 +283,7 @@ def _children(prefix: str, known: Mapping[str, Validator]) -> list[str]:
 def unknown_setting(key: str, known: Mapping[str, Validator] | None = None) -> str:
     """``unknown setting 'heartbeat.evry' (did you mean heartbeat.every? known under heartbeat: …)``."""
     known = fields() if known is None else known
-    sections = _sections(known)
+    sections = setting_sections(known)
     parts = key.split(".")
     depth = 0  # how much of the key names a known section
     while depth < len(parts) - 1 and ".".join(parts[: depth + 1]) in sections:
@@ -296,7 +295,7 @@ def unknown_setting(key: str, known: Mapping[str, Validator] | None = None) -> s
     return f"unknown setting {key!r} ({hint}known {where}: {', '.join(_children(prefix, known))})"
 
 
-def _yaml() -> YAML:
+def round_trip_yaml() -> YAML:
     y = YAML()  # round-trip: comments, order and quoting survive
     y.preserve_quotes = True
     y.indent(mapping=2, sequence=4, offset=2)
@@ -312,7 +311,7 @@ def _line_of(node: Any, key: str) -> int | None:
 
 def parse_document(text: str, path: Path) -> CommentedMap:
     try:
-        doc = _yaml().load(text)
+        doc = round_trip_yaml().load(text)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -332,7 +331,7 @@ def validate(doc: CommentedMap, path: Path) -> Config:
     values: dict[str, Any] = {}
     lines: dict[str, int | None] = {}
     known = fields()
-    sections = _sections(known)
+    sections = setting_sections(known)
 
     def visit(node: CommentedMap, prefix: str) -> None:
         for key in node:
@@ -340,7 +339,7 @@ def validate(doc: CommentedMap, path: Path) -> Config:
             line = lines[dotted] = _line_of(node, key)
             value = node[key]
             if dotted in known:
-                if value is None and _backend_option(dotted):
+                if value is None and backend_option(dotted):
                     continue  # left empty: the backend's default
                 try:
                     values[dotted] = known[dotted](value)
@@ -411,79 +410,3 @@ def load_config(home_root: Path) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(path, None, "not UTF-8 text") from None
     return validate(parse_document(text, path), path)
-
-
-def dump(doc: CommentedMap) -> str:
-    buf = io.StringIO()
-    _yaml().dump(doc, buf)
-    return buf.getvalue()
-
-
-def get_value(home_root: Path, key: str) -> Any:
-    path = home_root / CONFIG_FILE
-    doc = parse_document(path.read_text(encoding="utf-8"), path)
-    node: Any = doc
-    known = fields()
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            if key in known:
-                return _default_of(key)
-            if key in _sections(known):
-                return {}
-            raise ConfigError(path, None, unknown_setting(key, known))
-        node = node[part]
-    return node
-
-
-def _default_of(key: str) -> Any:
-    if key in OPTION_DEFAULTS:
-        return OPTION_DEFAULTS[key]
-    if option := _backend_option(key):
-        return backend_class(option[0]).options[option[1]].default
-    renamed = {"files.allow": "files_allow", "secrets.env": "secrets_env"}
-    obj: Any = Config()
-    if key in renamed:
-        return getattr(obj, renamed[key])
-    for part in key.split("."):
-        obj = obj.get(part) if isinstance(obj, Mapping) else getattr(obj, part)
-    return obj
-
-
-def set_value(home_root: Path, key: str, raw: str) -> tuple[str, Config]:
-    """Set ``key`` to the YAML scalar ``raw``; returns the new file text and Config.
-
-    Comments and order survive. The file is not touched: the caller writes it
-    (atomically) and commits it, once validation has passed.
-    """
-    return set_values(home_root, {key: raw})
-
-
-def set_dotted(doc: CommentedMap, key: str, value: Any) -> None:
-    """Set ``a.b.c`` in a round-trip document, making the sections on the way (comments kept)."""
-    parts = key.split(".")
-    node = doc
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), CommentedMap):
-            node[part] = CommentedMap()
-        node = node[part]
-    node[parts[-1]] = value
-
-
-def set_values(home_root: Path, changes: Mapping[str, str]) -> tuple[str, Config]:
-    """Several settings at once, validated together (see :func:`set_value`)."""
-    path = home_root / CONFIG_FILE
-    doc = parse_document(path.read_text(encoding="utf-8"), path)
-    known = fields()
-    for key, raw in changes.items():
-        if key not in known:
-            raise ConfigError(path, None, unknown_setting(key, known))
-        try:
-            value = _yaml().load(raw) if raw.strip() else None
-        except YAMLError as e:
-            why = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ConfigError(path, None, f"{key}: {raw!r} is not a YAML value ({why}); to set it as text, quote it: '\"{raw}\"'") from None
-        set_dotted(doc, key, value)
-    text = dump(doc)
-    # Validate the text as it will be on disk, so errors carry its real line numbers.
-    config = validate(parse_document(text, path), path)
-    return text, config

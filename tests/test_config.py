@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agentd import config as cfg
+from agentd import config_edit
 from agentd.errors import ConfigError
 from agentd.home import Home
 
@@ -18,7 +19,7 @@ def test_template_config_is_valid(home: Home) -> None:
 
 def test_set_keeps_comments_and_order(home: Home) -> None:
     before = (home.root / "agent.yaml").read_text()
-    text, c = cfg.set_value(home.root, "heartbeat.every", "1h")
+    text, c = config_edit.set_value(home.root, "heartbeat.every", "1h")
     assert c.heartbeat.every is not None and c.heartbeat.every.total_seconds() == 3600
     assert "every: 1h" in text
     # every comment line of the original survives
@@ -30,7 +31,7 @@ def test_set_keeps_comments_and_order(home: Home) -> None:
 
 def test_bad_value_names_file_line_and_expectation(home: Home) -> None:
     with pytest.raises(ConfigError) as err:
-        cfg.set_value(home.root, "heartbeat.every", "soon")
+        config_edit.set_value(home.root, "heartbeat.every", "soon")
     msg = str(err.value)
     lines = (home.root / "agent.yaml").read_text().splitlines()
     lineno = next(i for i, ln in enumerate(lines, 1) if ln.strip().startswith("every:"))
@@ -45,7 +46,7 @@ def test_unknown_keys_are_reported(home: Home) -> None:
     with pytest.raises(ConfigError, match=r"agent\.yaml:\d+: unknown setting 'heartbeet'"):
         cfg.load_config(home.root)
     with pytest.raises(ConfigError, match="unknown setting 'engine.bakcend'"):
-        cfg.set_value(home.root, "engine.bakcend", "vllm")
+        config_edit.set_value(home.root, "engine.bakcend", "vllm")
 
 
 def test_every_error_is_listed(home: Home) -> None:
@@ -73,21 +74,21 @@ def test_invalid_yaml_names_line(home: Home) -> None:
 
 
 def test_get_value_and_defaults(home: Home) -> None:
-    assert cfg.get_value(home.root, "engine.backend") == "llamacpp"
-    assert cfg.get_value(home.root, "budgets.memory_chars") == 4000
+    assert config_edit.get_value(home.root, "engine.backend") == "llamacpp"
+    assert config_edit.get_value(home.root, "budgets.memory_chars") == 4000
     (home.root / "agent.yaml").write_text("name: x\n")
-    assert cfg.get_value(home.root, "shell.mode") == "auto"
+    assert config_edit.get_value(home.root, "shell.mode") == "auto"
     with pytest.raises(ConfigError, match="unknown setting 'nope.nothing'"):
-        cfg.get_value(home.root, "nope.nothing")
-    assert cfg.get_value(home.root, "engine.llamacpp.n_ctx") == 8192  # the backend's default
-    assert cfg.get_value(home.root, "engine.vllm.max_model_len") is None
+        config_edit.get_value(home.root, "nope.nothing")
+    assert config_edit.get_value(home.root, "engine.llamacpp.n_ctx") == 8192  # the backend's default
+    assert config_edit.get_value(home.root, "engine.vllm.max_model_len") is None
 
 
 def test_unknown_setting_names_the_nearest_and_its_neighbours(home: Home) -> None:
     with pytest.raises(ConfigError, match=r"did you mean heartbeat\.every\? known under heartbeat: active_hours, every"):
-        cfg.get_value(home.root, "heartbeat.evry")
+        config_edit.get_value(home.root, "heartbeat.evry")
     with pytest.raises(ConfigError, match=r"known at the top level: budgets, engine, files, heartbeat, id, name"):
-        cfg.set_value(home.root, "colour", "blue")
+        config_edit.set_value(home.root, "colour", "blue")
 
 
 def test_backend_options_are_validated_with_their_line(home: Home) -> None:
@@ -120,37 +121,37 @@ def test_backend_options_reach_the_engine_config(home: Home) -> None:
 
 def test_openai_backend_needs_a_url(home: Home) -> None:
     with pytest.raises(ConfigError, match=r"agent\.yaml:8: engine\.url is required for backend: openai"):
-        cfg.set_value(home.root, "engine.backend", "openai")
-    text, c = cfg.set_values(home.root, {"engine.backend": "openai", "engine.url": "http://127.0.0.1:9/v1"})
+        config_edit.set_value(home.root, "engine.backend", "openai")
+    text, c = config_edit.set_values(home.root, {"engine.backend": "openai", "engine.url": "http://127.0.0.1:9/v1"})
     assert c.engine.url == "http://127.0.0.1:9/v1" and "url: http://127.0.0.1:9/v1" in text
 
 
 def test_set_value_that_is_not_yaml(home: Home) -> None:
     with pytest.raises(ConfigError, match=r"name: '\[unclosed' is not a YAML value .*quote it"):
-        cfg.set_value(home.root, "name", "[unclosed")
-    assert cfg.set_value(home.root, "name", '"[unclosed"')[1].name == "[unclosed"
+        config_edit.set_value(home.root, "name", "[unclosed")
+    assert config_edit.set_value(home.root, "name", '"[unclosed"')[1].name == "[unclosed"
 
 
 def test_engine_timeouts_reach_the_supervisor(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
     from agentd.wiring import make_supervisor
     from engine.client import TIMEOUTS_ENV, Timeouts
 
-    _text, c = cfg.set_value(home.root, "engine.timeouts.first_byte", "600")
+    _text, c = config_edit.set_value(home.root, "engine.timeouts.first_byte", "600")
     assert c.engine.timeouts == {"first_byte": 600.0}
     monkeypatch.delenv(TIMEOUTS_ENV, raising=False)
     assert make_supervisor(home, c).timeouts == Timeouts(first_byte=600.0)
     monkeypatch.setenv(TIMEOUTS_ENV, "idle=7")  # the environment overrides agent.yaml, value by value
     assert make_supervisor(home, c).timeouts == Timeouts(first_byte=600.0, idle=7.0)
     with pytest.raises(ConfigError, match=r"agent\.yaml:\d+: engine\.timeouts\.idle: expected a positive number of seconds"):
-        cfg.set_value(home.root, "engine.timeouts.idle", "0")
+        config_edit.set_value(home.root, "engine.timeouts.idle", "0")
 
 
 def test_get_and_set_settings_of_option_sections(home: Home) -> None:
     from agentd.commands import settings
 
-    assert cfg.get_value(home.root, "engine.timeouts.first_byte") == 300.0  # the default, not in the file
+    assert config_edit.get_value(home.root, "engine.timeouts.first_byte") == 300.0  # the default, not in the file
     settings.config_set(home, "engine.timeouts.first_byte", "600")
-    assert cfg.get_value(home.root, "engine.timeouts.first_byte") == 600
+    assert config_edit.get_value(home.root, "engine.timeouts.first_byte") == 600
 
 
 @pytest.mark.parametrize("value", [".inf", ".nan"])
@@ -158,7 +159,7 @@ def test_timeouts_must_be_finite(home: Home, value: str, monkeypatch: pytest.Mon
     from engine.client import TIMEOUTS_ENV, Timeouts
 
     with pytest.raises(ConfigError, match="engine.timeouts.idle: expected a positive number of seconds"):
-        cfg.set_value(home.root, "engine.timeouts.idle", value)
+        config_edit.set_value(home.root, "engine.timeouts.idle", value)
     monkeypatch.setenv(TIMEOUTS_ENV, f"idle={value.lstrip('.')}")
     with pytest.raises(ValueError, match=TIMEOUTS_ENV):
         Timeouts.from_env()

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentd.config import set_values
+from agentd.config_edit import set_values
 from agentd.home import Home
 from agentd.wiring import make_supervisor, session_key
 from tests.doubles.openai_server import Reply, ScriptedServer

@@ -76,7 +76,7 @@ def config() -> None:
 @pass_ctx
 def config_get(c: Context, key: str) -> None:
     """Print one setting, e.g. `agentd config get heartbeat.every`."""
-    from agentd.config import get_value
+    from agentd.config_edit import get_value
 
     value = get_value(c.home().root, key)
     click.echo(json.dumps(value, default=str) if not isinstance(value, str) else value)

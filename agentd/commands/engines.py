@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from agentd import config as cfg
-from agentd import daemon
+from agentd import config_edit, daemon
 from agentd.config import Config, load_config
 from agentd.fileio import atomic_write
 from agentd.home import Home
@@ -80,10 +80,10 @@ def model_use(home: Home, name: str, backend: str | None) -> Iterator[str]:
     changes = {"engine.model": json_scalar(name), **({"engine.backend": backend} if backend else {})}
     # The new setting must work before it is written: a model that cannot be found
     # (or a backend that is not installed) leaves the home as it was.
-    check_engine(home, cfg.set_values(home.root, changes)[1])
+    check_engine(home, config_edit.set_values(home.root, changes)[1])
     with home.lock(purpose="model use"):
         home.absorb_person_edits()
-        text, _ = cfg.set_values(home.root, changes)
+        text, _ = config_edit.set_values(home.root, changes)
         atomic_write(home.root / cfg.CONFIG_FILE, text)
         sha = home.commit(
             f"model: {old.engine.backend}:{old.engine.model} → {new_backend}:{name}",

@@ -246,7 +246,7 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _set(doc: CommentedMap, key: str, value: Any) -> None:
-    from agentd.config import set_dotted  # loaded only when agent.yaml is merged
+    from agentd.config_edit import set_dotted  # loaded only when agent.yaml is merged
 
     set_dotted(doc, key, value)
 

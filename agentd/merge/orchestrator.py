@@ -17,7 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agentd.config import CONFIG_FILE, set_values
+from agentd.config import CONFIG_FILE
+from agentd.config_edit import set_values
 from agentd.errors import HomeError, UserError
 from agentd.fileio import atomic_write, file_lock
 from agentd.home import AGENT, Home, is_home

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from agentd.cli import cli
-from agentd.config import set_values
+from agentd.config_edit import set_values
 from agentd.home import Home
 from agentd.wiring import make_supervisor, session_key
 from engine.client import OpenAIClient

@@ -22,7 +22,7 @@ def test_shell_output_is_masked(home: Home, monkeypatch: pytest.MonkeyPatch, tmp
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "deploy.env").write_text("DEPLOY_TOKEN=dt-91f0c3a7e2b4\n")
-    from agentd.config import set_values
+    from agentd.config_edit import set_values
 
     text, _ = set_values(home.root, {"secrets.env": "[DEPLOY_TOKEN]", "shell.read_only": f"[{creds}]"})
     (home.root / "agent.yaml").write_text(text)

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from agentd import sandbox
-from agentd.config import load_config, set_values
+from agentd.config import load_config
+from agentd.config_edit import set_values
 from agentd.errors import ConfigError
 from agentd.home import Home
 from agentd.tools.base import ToolRegistry

@@ -11,7 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agentd.config import load_config, set_values
+from agentd.config import load_config
+from agentd.config_edit import set_values
 from agentd.events import Event
 from agentd.home import Home
 from agentd.sandbox import Jail, run_command

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from agentd import config as cfg
+from agentd import config_edit
 from agentd.cli import cli
 from agentd.fileio import atomic_write
 from agentd.home import Home
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.vllm
 
 
 def use_vllm(home: Home, model: str) -> None:
-    text, _ = cfg.set_values(home.root, vllm_settings(model))
+    text, _ = config_edit.set_values(home.root, vllm_settings(model))
     atomic_write(home.root / cfg.CONFIG_FILE, text)
     home.absorb_person_edits()
 
