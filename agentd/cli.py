@@ -14,6 +14,7 @@ from agentd import __version__
 from agentd.commands import (
     approvals,
     background,
+    channel,
     engines,
     memory,
     merge,
@@ -193,6 +194,8 @@ def status(c: Context, as_json: bool) -> None:
     e = report["engine"]
     click.echo(f"engine    {ops_engine_line(e)}")
     click.echo(f"sandbox   {report['sandbox']['line']}")
+    for ch in report["channels"]:
+        click.echo(f"channel   {overview.channel_line(ch)}")
     for run in report["next_runs"]:
         click.echo(f"next      {run['kind']:9} {run['name'] or '':20} {run['at'] or 'not scheduled'}")
     if report["last_wake"]:
@@ -551,6 +554,9 @@ def skills(c: Context) -> None:
     """The skills the agent knows, with their source (built-in / home) and any errors."""
     for line in memory.skills_lines(c.home()):
         click.echo(line)
+
+
+cli.add_command(channel.channel_group)
 
 
 def main() -> None:
