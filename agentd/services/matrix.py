@@ -105,7 +105,10 @@ class MatrixChannel(Service):
         self._stopping.set()
         loop, task = self._loop, self._task
         if loop is not None and task is not None:
-            loop.call_soon_threadsafe(task.cancel)
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass  # the loop already ended (it saw _stopping)
         thread.join(15)
         self._set(state="stopped")
 

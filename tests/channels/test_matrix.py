@@ -10,16 +10,17 @@ it is back, told once.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from agentd.channels.matrix_state import TOKEN_FILE
+from agentd.cli import cli
 from agentd.home import Home
 from agentd.services.matrix import TEST_HOOK_KILL
 from tests.channels.synapse import Synapse, User
@@ -242,7 +243,7 @@ def test_homeserver_down_mid_run_the_reply_waits_in_outbox_then_is_posted_once(c
     assert chat.notices().count("Matrix channel cannot use") == 1
 
 
-def test_an_encrypted_room_is_refused_with_a_notice(home: Home, live_synapse: Synapse, names: str, tmp_path: Path) -> None:
+def test_an_encrypted_room_is_refused_with_a_notice(home: Home, live_synapse: Synapse, names: str) -> None:
     person = live_synapse.register(f"eperson{names}")
     agent = live_synapse.register(f"eagent{names}")
     room = person.create_room(invite=[agent.user_id], encrypted=True)
@@ -254,10 +255,36 @@ def test_an_encrypted_room_is_refused_with_a_notice(home: Home, live_synapse: Sy
     daemon = ChannelDaemon(home, {**ENV, TOKEN_ENV: agent.token})
     try:
         daemon.start().wait_connected()
+        sync = home.runtime / "matrix" / "sync.json"
+        before = sync.read_text()
+        person.send(room, "sent in clear in an encrypted room MSGID:e1")
+        wait_for(lambda: sync.read_text() != before, 30, "a sync past the message")
         notices = home.root / "outbox" / "notices.md"
         wait_for(lambda: notices.exists() and "end-to-end encrypted" in notices.read_text(), 60, "the encrypted-room notice")
         assert room in notices.read_text()
+        assert daemon.stop() == 0
     finally:
         daemon.kill()
         server.stop()
-    assert not os.listdir(home.runtime / "matrix" / "messages") if (home.runtime / "matrix" / "messages").exists() else True
+    assert list(home.runtime.glob("matrix/messages/*.json")) == []  # nothing taken from it
+
+
+def test_channel_login_prints_the_export_line_or_saves_the_token(home: Home, live_synapse: Synapse, names: str) -> None:
+    agent = live_synapse.register(f"lagent{names}")
+    with open(home.root / "agent.yaml", "a") as f:
+        f.write(channel_yaml(live_synapse, agent, "!anyroom", []))
+    runner = CliRunner()
+    args = ["--home", str(home.root), "channel", "login", "matrix"]
+    r = runner.invoke(cli, args, input=f"{agent.password}\n")
+    assert r.exit_code == 0, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith(f"export {TOKEN_ENV}=")
+    token = line.split("=", 1)[1]
+    assert User(live_synapse.url, agent.user_id, token, "").call("GET", "/account/whoami")["user_id"] == agent.user_id
+    r = runner.invoke(cli, [*args, "--save"], input=f"{agent.password}\n")
+    assert r.exit_code == 0, r.output
+    saved = home.runtime / TOKEN_FILE
+    assert oct(saved.stat().st_mode & 0o777) == "0o600"
+    assert saved.read_text().strip() not in (token, "") and "saved the token in" in r.output
+    r = runner.invoke(cli, args, input="wrong password\n")
+    assert r.exit_code == 1 and "refused the login" in r.output
