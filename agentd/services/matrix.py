@@ -76,6 +76,7 @@ class MatrixChannel(Service):
         self._status: dict[str, Any] = {"name": "matrix", "state": "stopped", "last_message": None, "last_error": None}
         self._written: dict[str, Any] | None = None
         self._told_down = False
+        self._unsure: set[str] = set()  # replies owed at start: looked for in the room before posting
 
     # ------------------------------------------------------------ the daemon's side
     def steered(self, steering: Steering) -> None:
@@ -146,6 +147,7 @@ class MatrixChannel(Service):
         failures = 0
         try:
             self._forget_lost_messages()
+            self._unsure = {t.msg_id for t in self.records.owed()}
             while not self._stopping.is_set():
                 try:
                     fresh = client is None
@@ -263,9 +265,31 @@ class MatrixChannel(Service):
             text = self._reply_text(taken)
             if text is None:
                 continue  # not answered yet
-            taken.posted = await self._post(client, taken, split_reply(text) if text.strip() else [])
+            parts = split_reply(text) if text.strip() else []
+            found = await self._found_in_room(client, taken, len(parts)) if taken.msg_id in self._unsure else None
+            if found is not None:
+                log.info("matrix: reply to %s was already in %s (posted before a crash)", taken.msg_id, taken.room)
+            taken.posted = found if found is not None else await self._post(client, taken, parts)
             self.records.save(taken)
+            self._unsure.discard(taken.msg_id)
             log.info("matrix: reply to %s posted to %s as %s", taken.msg_id, taken.room, ", ".join(taken.posted) or "nothing")
+
+    async def _found_in_room(self, client: Any, taken: Taken, parts: int) -> list[str] | None:
+        """A reply owed since before this start may have been posted just before a crash: found
+        in the room's recent messages, it is not sent again (beyond the homeserver's txn-id memory)."""
+        from nio import RoomMessagesError
+
+        if not parts:
+            return None
+        resp = await client.room_messages(taken.room, limit=100, message_filter={"senders": [client.user_id], "types": ["m.room.message"]})
+        if isinstance(resp, RoomMessagesError):
+            return None  # cannot tell: the transaction ids still keep a quick repost single
+        ids = [
+            ev.event_id for ev in reversed(resp.chunk)
+            if getattr(ev, "sender", None) == client.user_id
+            and ev.source.get("content", {}).get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == taken.event
+        ]
+        return ids if len(ids) >= parts else None
 
     async def _post(self, client: Any, taken: Taken, parts: list[str]) -> list[str]:
         from nio import RoomSendError

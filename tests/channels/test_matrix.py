@@ -212,6 +212,8 @@ def test_sigkill_around_the_post_still_gives_exactly_one_reply(chat: Chat, point
     assert record is not None and record["posted"] == [replies[0]["event_id"]]
     assert (chat.home.root / "inbox" / "done" / f"{record['msg_id']}.md").exists()
     assert chat.engine.asked("MSGID:k1") == 1
+    found = "was already in" in chat.daemon.output()  # found in the room, not even sent again
+    assert found == (point == "after_post")
 
 
 def test_messages_sent_while_the_daemon_was_stopped_are_answered_after_it_starts(chat: Chat) -> None:
