@@ -134,6 +134,9 @@ class MatrixChannel(Service):
     def _main(self, config: MatrixConfig) -> None:
         try:
             asyncio.run(self._run(config))
+        except ImportError as e:
+            self._set(state="not installed", last_error=str(e))
+            self._tell("matrix-missing", f"agent.yaml has channels.matrix, but the Matrix channel is not installed ({e}): pip install 'agentd[matrix]', then restart the daemon.")
         except Exception:  # noqa: BLE001 - a bug here must not take the daemon down
             log.exception("matrix: the channel crashed")
             self._set(state="crashed", last_error="the channel crashed (see .agentd/logs/daemon.log)")
@@ -327,10 +330,10 @@ class MatrixChannel(Service):
     def _up(self) -> None:
         if self._status["state"] != "connected":
             log.info("matrix: connected")
+            # Told of an outage (in this run or before a restart): the next one is told again.
+            self.hub.notices.forget("matrix-down")
         self._set(state="connected")
-        if self._told_down:
-            self._told_down = False
-            self.hub.notices.forget("matrix-down")  # a later outage is told again
+        self._told_down = False
 
     def _down(self, config: MatrixConfig, error: str) -> None:
         self._set(state="retrying", last_error=error)
