@@ -202,7 +202,7 @@ class MatrixChannel(Service):
                     raise ChannelDown(f"the token was refused: {resp.message}", auth=True)
                 if resp.status_code is None:  # no answer from the server
                     raise ChannelDown(f"could not join {room}: {resp.message}")
-                self._tell(f"matrix-join:{room}", f"The Matrix channel could not join {room} ({resp.status_code}: {resp.message}); invite {config.user_id} to it, the channel tries again at its next start.")
+                self._tell(f"matrix-join:{room}", f"The Matrix channel could not join {room} ({resp.status_code}: {resp.message}); invite {config.user_id} to it: the channel joins when invited.")
                 continue
             self.listened.add(resp.room_id)
 
@@ -219,11 +219,24 @@ class MatrixChannel(Service):
             if room_id not in self.listened or room_id not in state.rooms or room_id in refused:
                 continue
             for ev in info.timeline.events:
-                if isinstance(ev, RoomMessageText):
+                edit = ev.source.get("content", {}).get("m.relates_to", {}).get("rel_type") == "m.replace"
+                if isinstance(ev, RoomMessageText) and not edit:  # an edit is not a new message
                     self._take(config, room_id, ev.event_id, ev.sender, ev.body)
+        await self._accept_invites(client, config, resp)
         joined = self.listened & set(client.rooms)
         # Saved after the batch is in the inbox: a crash before this fetches it again (taken once by event id).
         self.records.save_sync(SyncState(since=resp.next_batch, rooms=sorted(set(state.rooms) | joined)))
+
+    async def _accept_invites(self, client: Any, config: MatrixConfig, resp: Any) -> None:
+        """Invited into a room agent.yaml names (by id) while running: joined now, not at the next start."""
+        from nio import JoinError
+
+        for room_id in resp.rooms.invite:
+            if room_id in config.rooms and room_id not in self.listened:
+                joined = await client.join(room_id)
+                if not isinstance(joined, JoinError):
+                    log.info("matrix: joined %s (invited)", room_id)
+                    self.listened.add(joined.room_id)
 
     def _encrypted(self, client: Any, resp: Any) -> set[str]:
         """Listened rooms that are end-to-end encrypted: refused, with a notice (no e2e support)."""

@@ -290,3 +290,28 @@ def test_channel_login_prints_the_export_line_or_saves_the_token(home: Home, liv
     assert saved.read_text().strip() not in (token, "") and "saved the token in" in r.output
     r = runner.invoke(cli, args, input="wrong password\n")
     assert r.exit_code == 1 and "refused the login" in r.output
+
+
+def test_a_room_the_agent_is_invited_to_while_running_is_joined_and_listened_in(home: Home, live_synapse: Synapse, names: str) -> None:
+    person = live_synapse.register(f"iperson{names}")
+    agent = live_synapse.register(f"iagent{names}")
+    room = person.create_room(invite=[])
+    server = ScriptedServer(responder=respond).start()
+    configure(home, server.url, every="1h")
+    with open(home.root / "agent.yaml", "a") as f:
+        f.write(channel_yaml(live_synapse, agent, room, [person.user_id]))
+    home.absorb_person_edits()
+    daemon = ChannelDaemon(home, {**ENV, TOKEN_ENV: agent.token})
+    chat = Chat(home, live_synapse, Engine(), person, agent, room, daemon)
+    try:
+        daemon.start().wait_connected()
+        wait_for(lambda: f"could not join {room}" in chat.notices(), 60, "the notice that it could not join")
+        person.call("POST", f"/rooms/{room}/invite", {"user_id": agent.user_id})
+        sync = home.runtime / "matrix" / "sync.json"
+        wait_for(lambda: room in json.loads(sync.read_text())["rooms"], 60, lambda: f"the room joined: {daemon.output()[-1500:]}")
+        event = person.send(room, "now that you are here MSGID:i1")
+        assert chat.wait_reply(event)["content"]["body"] == "answer to i1"
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+        server.stop()
