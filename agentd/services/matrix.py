@@ -32,6 +32,7 @@ log = logging.getLogger("agentd")
 
 AUTH_ERRORS = {"M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_FORBIDDEN_TOKEN"}
 SYNC_TIMEOUT_MS = 1000  # the long poll: a ready reply waits at most this long to be posted
+AWAITING_SYNC_MS = 200  # while a reply is awaited: it is posted this soon after its wake
 # Kill the daemon at one exact point (tests of exactly-once only): "before_post" or "after_post".
 TEST_HOOK_KILL = "AGENTD_TEST_HOOK_MATRIX_KILL"
 SYNC_FILTER = {"room": {"timeline": {"limit": 50}, "state": {"lazy_load_members": True}}, "presence": {"not_types": ["*"]}}
@@ -76,6 +77,7 @@ class MatrixChannel(Service):
         self._status: dict[str, Any] = {"name": "matrix", "state": "stopped", "last_message": None, "last_error": None}
         self._written: dict[str, Any] | None = None
         self._told_down = False
+        self._awaiting = False  # a message taken is waiting for its wake
         self._unsure: set[str] = set()  # replies owed at start: looked for in the room before posting
 
     # ------------------------------------------------------------ the daemon's side
@@ -210,7 +212,8 @@ class MatrixChannel(Service):
         from nio import RoomMessageText, SyncError
 
         state = self.records.sync()
-        resp = await client.sync(timeout=self.sync_timeout_ms, since=state.since, full_state=full_state, sync_filter=SYNC_FILTER)
+        timeout = min(self.sync_timeout_ms, AWAITING_SYNC_MS) if self._awaiting else self.sync_timeout_ms
+        resp = await client.sync(timeout=timeout, since=state.since, full_state=full_state, sync_filter=SYNC_FILTER)
         if isinstance(resp, SyncError):
             raise ChannelDown(f"sync refused: {resp.status_code}: {resp.message}", auth=resp.status_code in AUTH_ERRORS)
         refused = self._encrypted(client, resp)
@@ -277,10 +280,12 @@ class MatrixChannel(Service):
 
     # ------------------------------------------------------------ replies
     async def _post_owed(self, client: Any) -> None:
+        self._awaiting = False
         for taken in self.records.owed():
             text = self._reply_text(taken)
             if text is None:
-                continue  # not answered yet
+                self._awaiting = True  # not answered yet: the next syncs poll briefly
+                continue
             parts = split_reply(text) if text.strip() else []
             found = await self._found_in_room(client, taken, len(parts)) if taken.msg_id in self._unsure else None
             if found is not None:
