@@ -153,14 +153,17 @@ class MatrixChannel(Service):
         try:
             self._forget_lost_messages()
             self._unsure = {t.msg_id for t in self.records.owed()}
+            joined = synced = False  # per client: joins done, a full-state sync done
             while not self._stopping.is_set():
                 try:
-                    fresh = client is None
                     if client is None:
                         client = self._client(config)
-                    if fresh:
+                        joined = synced = False
+                    if not joined:  # also when the server was down at start: joined once it is back
                         await self._join(client, config)
-                    await self._sync(client, config, full_state=fresh)
+                        joined = True
+                    await self._sync(client, config, full_state=not synced)
+                    synced = True
                     self._up()
                     failures = 0
                     await self._post_owed(client)

@@ -315,3 +315,15 @@ def test_a_room_the_agent_is_invited_to_while_running_is_joined_and_listened_in(
     finally:
         daemon.kill()
         server.stop()
+
+
+def test_a_daemon_started_while_the_homeserver_is_down_listens_once_it_is_back(chat: Chat) -> None:
+    chat.daemon.start().wait_connected()
+    assert chat.daemon.stop() == 0
+    chat.synapse.stop()
+    chat.daemon.start()
+    wait_for(lambda: chat.daemon.channel().get("state") == "retrying", 60, lambda: f"retrying: {chat.daemon.channel()}")
+    chat.synapse.start()
+    chat.daemon.wait_connected()
+    event = chat.person.send(chat.room, "are you there? MSGID:u1")
+    assert chat.wait_reply(event)["content"]["body"] == "answer to u1"
