@@ -94,6 +94,24 @@ class ShellConfig:
 
 
 @dataclass(frozen=True)
+class MatrixConfig:
+    """channels.matrix: where the agent listens on Matrix and whom it obeys."""
+
+    homeserver: str = ""  # https://matrix.example.org
+    user_id: str = ""  # the agent's own account, @agent:example.org
+    token_env: str = "AGENTD_MATRIX_TOKEN"  # the variable holding its access token (never this file)
+    rooms: tuple[str, ...] = ()  # room ids (!abc:server) or aliases (#name:server) it listens in
+    allow: tuple[str, ...] = ()  # the senders it obeys; everyone else is ignored and reported once
+
+
+@dataclass(frozen=True)
+class ChannelsConfig:
+    """channels: the chat apps the agent is reached through (None: not configured)."""
+
+    matrix: MatrixConfig | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated agent.yaml."""
 
@@ -106,6 +124,7 @@ class Config:
     shell: ShellConfig = field(default_factory=ShellConfig)
     files_allow: tuple[str, ...] = ()
     secrets_env: tuple[str, ...] = ()
+    channels: ChannelsConfig = field(default_factory=ChannelsConfig)
 
 
 # ------------------------------------------------------------------ validators
@@ -209,6 +228,35 @@ def _env_names(v: Any) -> tuple[str, ...]:
     return items
 
 
+def _url(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
+        raise ValueError("an http(s) URL such as https://matrix.example.org")
+    return v.rstrip("/")
+
+
+def _matrix_user(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"@[^:\s]+:\S+", v):
+        raise ValueError("a Matrix user id such as @agent:example.org")
+    return v
+
+
+def _matrix_users(v: Any) -> tuple[str, ...]:
+    items = _strings(v)
+    for item in items:
+        if not re.fullmatch(r"@[^:\s]+:\S+", item):
+            raise ValueError(f"a list of Matrix user ids such as @you:example.org ({item!r} is not one)")
+    return items
+
+
+def _matrix_rooms(v: Any) -> tuple[str, ...]:
+    items = _strings(v)
+    for item in items:
+        # Room ids of room version 12 on have no server part (!abc); aliases always have one.
+        if not re.fullmatch(r"![^\s]+|#[^:\s]+:\S+", item):
+            raise ValueError(f"a list of room ids (!abc:example.org) or aliases (#name:example.org) ({item!r} is not one)")
+    return items
+
+
 # dotted key -> validator. Each backend's own section, engine.<backend>, is its
 # class's ``options`` (engine/backends.py), so a typo there is reported here too.
 FIELDS: dict[str, Validator] = {
@@ -250,7 +298,13 @@ FIELDS: dict[str, Validator] = {
     "shell.max_cpu_seconds": _int(1),
     "files.allow": _strings,
     "secrets.env": _env_names,
+    "channels.matrix.homeserver": _url,
+    "channels.matrix.user_id": _matrix_user,
+    "channels.matrix.token_env": _env_name,
+    "channels.matrix.rooms": _matrix_rooms,
+    "channels.matrix.allow": _matrix_users,
 }
+MATRIX_REQUIRED = ("homeserver", "user_id")
 OPTION_DEFAULTS = {f"engine.timeouts.{k}": v for k, v in asdict(Timeouts()).items()}
 
 
@@ -332,6 +386,7 @@ def validate(doc: CommentedMap, path: Path) -> Config:
     lines: dict[str, int | None] = {}
     known = fields()
     sections = setting_sections(known)
+    present: set[str] = set()  # the sections written as mappings
 
     def visit(node: CommentedMap, prefix: str) -> None:
         for key in node:
@@ -347,6 +402,7 @@ def validate(doc: CommentedMap, path: Path) -> Config:
                     errors.append(ConfigError(path, line, f"{dotted}: expected {e}, got {value!r}"))
             elif dotted in sections:
                 if isinstance(value, CommentedMap):
+                    present.add(dotted)
                     visit(value, dotted + ".")
                 elif value is not None:
                     errors.append(ConfigError(path, line, f"{dotted}: expected a section of settings"))
@@ -357,6 +413,10 @@ def validate(doc: CommentedMap, path: Path) -> Config:
     chosen = values.get("engine.backend")
     if chosen in installed() and not installed()[chosen].supervised and installed()[chosen].needs_url and not values.get("engine.url"):
         errors.append(ConfigError(path, lines.get("engine.backend"), f"engine.url is required for backend: {chosen} (e.g. url: http://127.0.0.1:8000/v1)"))
+    if "channels.matrix" in present:
+        missing = [k for k in MATRIX_REQUIRED if f"channels.matrix.{k}" not in values]
+        if missing:
+            errors.append(ConfigError(path, lines.get("channels.matrix"), f"channels.matrix: {' and '.join(missing)} required (e.g. homeserver: https://matrix.example.org, user_id: '@agent:example.org')"))
     leaked = sorted(set(values.get("shell.env", ())) & set(values.get("secrets.env", ())))
     if leaked:
         errors.append(ConfigError(path, lines.get("shell.env"), f"shell.env: {', '.join(leaked)} is listed in secrets.env; a secret never enters a command's environment"))
@@ -398,7 +458,12 @@ def validate(doc: CommentedMap, path: Path) -> Config:
         shell=ShellConfig(**{k: get(f"shell.{k}", getattr(s, k)) for k in s.__dataclass_fields__}),
         files_allow=get("files.allow", ()),
         secrets_env=get("secrets.env", ()),
+        channels=ChannelsConfig(matrix=_matrix_config(options("channels.matrix")) if "channels.matrix" in present else None),
     )
+
+
+def _matrix_config(opts: Mapping[str, Any]) -> MatrixConfig:
+    return MatrixConfig(**{k: v for k in MatrixConfig.__dataclass_fields__ if (v := opts.get(k)) is not None})
 
 
 def load_config(home_root: Path) -> Config:

@@ -18,6 +18,7 @@ from agentd.config import (
     CONFIG_FILE,
     OPTION_DEFAULTS,
     Config,
+    MatrixConfig,
     backend_option,
     fields,
     parse_document,
@@ -58,6 +59,8 @@ def _default_of(key: str) -> Any:
     if option := backend_option(key):
         return backend_class(option[0]).options[option[1]].default
     renamed = {"files.allow": "files_allow", "secrets.env": "secrets_env"}
+    if key.startswith("channels.matrix."):
+        return getattr(MatrixConfig(), key.rsplit(".", 1)[1])
     obj: Any = Config()
     if key in renamed:
         return getattr(obj, renamed[key])

@@ -31,6 +31,7 @@ from agentd.services.engine_owner import EngineNews, EngineOwner, stop_owned_eng
 from agentd.services.heartbeat import HeartbeatService
 from agentd.services.inbox_watch import InboxWatcher
 from agentd.services.lifecycle import daemon_lock, daemon_lock_held, read_state, state_path, uptime
+from agentd.services.matrix import MatrixChannel
 from agentd.services.notices import Notices
 from agentd.services.queue import WakeQueue
 from agentd.services.retries import RetrySchedule
@@ -58,6 +59,7 @@ def build_daemon(home: Home, *, poll_s: float = POLL_S, retries: RetrySchedule |
     d.add(InboxWatcher(d))
     d.add(HeartbeatService(d))
     d.add(CronService(d))
+    d.add(MatrixChannel(d))  # idle unless agent.yaml has channels.matrix
     return d
 
 

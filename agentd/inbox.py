@@ -14,7 +14,7 @@ import json
 import os
 import secrets
 import signal
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -92,10 +92,16 @@ def new_message_id(now: datetime) -> str:
     return f"{now.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
-def post(home: Home, text: str, now: datetime) -> str:
-    """Write a message into the inbox (atomically); returns its id."""
-    msg_id = new_message_id(now)
-    atomic_write(home.root / "inbox" / f"{msg_id}.md", text if text.endswith("\n") else text + "\n")
+def post(home: Home, text: str, now: datetime, *, front: Mapping[str, str] | None = None, msg_id: str | None = None) -> str:
+    """Write a message into the inbox (atomically); returns its id.
+
+    ``front`` becomes the message's front matter (a chat channel's room and event id);
+    ``msg_id`` is for a caller that recorded the id before writing the message.
+    """
+    msg_id = msg_id or new_message_id(now)
+    head = "".join(f"{k}: {json.dumps(v, ensure_ascii=False)}\n" for k, v in (front or {}).items())
+    body = text if text.endswith("\n") else text + "\n"
+    atomic_write(home.root / "inbox" / f"{msg_id}.md", f"---\n{head}---\n{body}" if head else body)
     return msg_id
 
 

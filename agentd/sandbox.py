@@ -47,6 +47,9 @@ SYSTEM_SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-"
 # daemon alone writes them) and agent.yaml (it describes this very sandbox: a command that
 # could edit it would widen the next one's).
 HOME_READ_ONLY = (".git", ".agentd", "outbox/approvals", "agent.yaml")
+# Inside the home, hidden from commands: credentials the daemon keeps (a chat channel's token,
+# `agentd channel login --save`). An agent a chat message can steer must not read its own token.
+HOME_HIDDEN = (".agentd/secrets",)
 # Made before each command when missing, so a folder that does not exist yet is read-only too.
 HOME_FOLDERS = (".agentd", "outbox/approvals")
 TMP_BYTES = 1024 * 1024 * 1024  # each private tmpfs
@@ -112,6 +115,9 @@ class Jail:
                     anchored.add(parent)
                     args += ["--bind", str(home / parent), str(home / parent)]
             args += ["--ro-bind", str(home / rel), str(home / rel)]
+        for rel in HOME_HIDDEN:
+            if (home / rel).is_dir():
+                args += ["--tmpfs", str(home / rel), "--remount-ro", str(home / rel)]
         for path in self.writable:
             if path.exists():
                 args += ["--bind", str(path), str(path)]

@@ -87,7 +87,7 @@ def test_get_value_and_defaults(home: Home) -> None:
 def test_unknown_setting_names_the_nearest_and_its_neighbours(home: Home) -> None:
     with pytest.raises(ConfigError, match=r"did you mean heartbeat\.every\? known under heartbeat: active_hours, every"):
         config_edit.get_value(home.root, "heartbeat.evry")
-    with pytest.raises(ConfigError, match=r"known at the top level: budgets, engine, files, heartbeat, id, name"):
+    with pytest.raises(ConfigError, match=r"known at the top level: budgets, channels, engine, files, heartbeat, id, name"):
         config_edit.set_value(home.root, "colour", "blue")
 
 

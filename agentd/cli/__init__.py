@@ -11,6 +11,7 @@ import click
 from agentd import __version__
 from agentd.cli import daemon, engine, home, memory, wakes
 from agentd.cli.base import AgentdGroup, Context, pass_ctx
+from agentd.commands import channel
 
 __all__ = ["Context", "cli", "main", "pass_ctx"]
 
@@ -34,6 +35,7 @@ def cli(ctx: click.Context, home: str | None) -> None:
 for _group in (home, wakes, daemon, engine, memory):
     for _command in _group.COMMANDS:
         cli.add_command(_command)
+cli.add_command(channel.channel_group)
 
 
 def main() -> None:

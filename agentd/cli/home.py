@@ -120,6 +120,8 @@ def status(c: Context, as_json: bool) -> None:
     e = report["engine"]
     click.echo(f"engine    {ops_engine_line(e)}")
     click.echo(f"sandbox   {report['sandbox']['line']}")
+    for ch in report["channels"]:
+        click.echo(f"channel   {overview.channel_line(ch)}")
     for run in report["next_runs"]:
         click.echo(f"next      {run['kind']:9} {run['name'] or '':20} {run['at'] or 'not scheduled'}")
     if report["last_wake"]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from agentd import daemon, sandbox
 from agentd.commands.schedule import planned_runs
-from agentd.config import load_config
+from agentd.config import Config, load_config
 from agentd.home import AGENT, Home
 from agentd.ledger import Ledger, summarize, today_since
 from agentd.wiring import make_supervisor, timezone_of
@@ -61,4 +61,21 @@ def status_report(home: Home) -> dict[str, Any]:
         "last_commit": None if not last else f"{last[0].sha} {last[0].subject}",
         "today": today,
         "sandbox": sandbox.in_force(config),
+        "channels": state.get("channels", []) if state else configured_channels(config),
     }
+
+
+def configured_channels(config: Config) -> list[dict[str, Any]]:
+    """With no daemon running, the channels agent.yaml names, each not connected."""
+    names = [name for name in ("matrix",) if getattr(config.channels, name) is not None]
+    return [{"name": name, "state": "daemon not running", "last_message": None, "last_error": None} for name in names]
+
+
+def channel_line(ch: dict[str, Any]) -> str:
+    """``matrix    connected, last message 2026-11-29T10:02:11, last error: …``"""
+    parts = [str(ch.get("state"))]
+    if ch.get("last_message"):
+        parts.append(f"last message {ch['last_message']}")
+    if ch.get("last_error"):
+        parts.append(f"last error: {ch['last_error']}")
+    return f"{ch.get('name')!s:9} " + ", ".join(parts)

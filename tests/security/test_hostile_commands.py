@@ -450,3 +450,18 @@ def test_a_command_cannot_widen_the_sandbox_of_the_next_one(home: Home, tmp_path
     first = run(widen)
     second = run(f"echo pwned > {canary}/keep.txt")
     assert (canary / "keep.txt").read_text() == "canary\n", f"{widen!r} → {first}\nthen the canary was written: {second}"
+
+
+def test_a_command_cannot_read_the_saved_channel_token(home: Home) -> None:
+    """`agentd channel login matrix --save` keeps the token under .agentd/secrets/: hidden from commands."""
+    if not probe().available:
+        pytest.skip(f"no sandbox here: {probe().describe()}")
+    from agentd.channels.matrix_state import save_token
+
+    save_token(home.runtime, "syt_secret_token_value")
+    ctx = ToolContext(home, load_config(home.root), Event("message", "x", datetime.now(UTC)), "w1")
+    registry = ToolRegistry([ShellTool()])
+    text = registry.execute(ctx, "shell", {"command": "cat .agentd/secrets/matrix.token; ls -a .agentd/secrets; grep -r syt_ .agentd || echo none"}).text
+    assert "syt_secret_token_value" not in text and "none" in text
+    text = registry.execute(ctx, "shell", {"command": "echo x > .agentd/secrets/matrix.token"}).text
+    assert (home.runtime / "secrets" / "matrix.token").read_text() == "syt_secret_token_value\n", text

@@ -1,0 +1,1 @@
+"""Chat channels' plumbing that is not a daemon service: text shaping and runtime records."""
