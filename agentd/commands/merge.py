@@ -35,6 +35,11 @@ def _lines(out: MergeOutcome, dry_run: bool) -> list[str]:
     for m in out.memory:
         if m.rejected:
             lines.append(f"  {m.path}: the model's merge was rejected ({m.rejected}); the union of both sides was kept")
+        elif m.chunks > 1:
+            lines.append(f"  {m.path}: too large for the engine's context window; merged in {m.chunks} parts")
+    for rel, findings in sorted(out.withheld.items()):
+        where = ", ".join(f"line {line} ({kind})" for _, line, kind in findings[:3])
+        lines.append(f"  {rel}: left out of the merge commit, it looks like a credential ({where}); the merged text is in the working tree")
     if out.report:
         lines.append(f"for you: {out.report} ({len(out.conflicts)} conflicts, {len(out.contradictions)} contradictions)")
     return lines

@@ -1,0 +1,73 @@
+"""A memory file too large for one merge wake: its ``#`` sections, aligned on both sides by heading, in chunks that fit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+PREAMBLE = ""  # the key of what comes before the first heading
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One request's share of a file: the same sections of each side and of their union."""
+
+    title: str  # "" for the whole file; else the first and last heading it holds
+    ours: str
+    theirs: str
+    union: str
+    fits: bool = True  # False: a single section larger than the context window (its union is kept)
+
+
+def split_sections(text: str) -> list[tuple[str, str]]:
+    """(key, text) per section: a section starts at a ``#`` heading; a heading seen twice gets ``#2``, …"""
+    out: list[tuple[str, list[str]]] = [(PREAMBLE, [])]
+    seen: dict[str, int] = {}
+    for line in text.splitlines(keepends=True):
+        if line.startswith("#"):
+            head = line.strip()
+            seen[head] = seen.get(head, 0) + 1
+            out.append((head if seen[head] == 1 else f"{head}#{seen[head]}", [line]))
+        else:
+            out[-1][1].append(line)
+    return [(k, "".join(v)) for k, v in out if k != PREAMBLE or "".join(v).strip()]
+
+
+def _by_key(text: str, order: list[str]) -> dict[str, str]:
+    """Sections of one side keyed as in the union; one the union lacks goes with the section before it."""
+    known = set(order)
+    out: dict[str, str] = {}
+    last = order[0] if order else PREAMBLE
+    for key, body in split_sections(text):
+        if key in known:
+            last = key
+        out[last] = out.get(last, "") + body
+    return out
+
+
+def chunks_for(ours: str, theirs: str, union: str, *, fits: Callable[[Chunk], bool]) -> list[Chunk]:
+    """The whole file if it fits; else consecutive sections of the union grouped greedily so that each group fits."""
+    whole = Chunk("", ours, theirs, union)
+    if fits(whole):
+        return [whole]
+    sections = split_sections(union)
+    order = [k for k, _ in sections]
+    if len(order) < 2:
+        return [Chunk(order[0] if order else "the file", ours, theirs, union, fits=False)]
+    mine, yours = _by_key(ours, order), _by_key(theirs, order)
+    out: list[Chunk] = []
+    group: list[str] = []
+    body = dict(sections)
+
+    def chunk(keys: list[str], ok: bool = True) -> Chunk:
+        title = keys[0] if len(keys) == 1 else f"{keys[0] or '(top)'} … {keys[-1]}"
+        return Chunk(title or "(top)", *("".join(side.get(k, "") for k in keys) for side in (mine, yours, body)), fits=ok)
+
+    for key in order:
+        if not group or fits(chunk([*group, key])):
+            group.append(key)
+            continue
+        out.append(chunk(group, ok=len(group) > 1 or fits(chunk(group))))
+        group = [key]
+    out.append(chunk(group, ok=len(group) > 1 or fits(chunk(group))))
+    return out
