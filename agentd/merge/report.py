@@ -6,8 +6,8 @@ import difflib
 from dataclasses import dataclass, field
 
 from agentd.merge.kinds import Conflict
-from agentd.secrets import Finding
 from agentd.merge.wake import MemoryMerge
+from agentd.secrets import Finding
 
 
 @dataclass

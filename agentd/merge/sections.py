@@ -61,7 +61,8 @@ def chunks_for(ours: str, theirs: str, union: str, *, fits: Callable[[Chunk], bo
 
     def chunk(keys: list[str], ok: bool = True) -> Chunk:
         title = keys[0] if len(keys) == 1 else f"{keys[0] or '(top)'} … {keys[-1]}"
-        return Chunk(title or "(top)", *("".join(side.get(k, "") for k in keys) for side in (mine, yours, body)), fits=ok)
+        o, t, u = ("".join(side.get(k, "") for k in keys) for side in (mine, yours, body))
+        return Chunk(title or "(top)", o, t, u, fits=ok)
 
     for key in order:
         if not group or fits(chunk([*group, key])):
