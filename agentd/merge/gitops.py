@@ -72,7 +72,10 @@ def branch_of(home: Home) -> str:
 def fetch_other(home: Home, other: str) -> str:
     """Fetch the other home's HEAD into :data:`THEIRS_REF`; returns its commit."""
     source = str(Path(other).expanduser().absolute()) if Path(other).expanduser().exists() else other
-    git(home.root, "fetch", "--quiet", "--no-tags", source, f"+HEAD:{THEIRS_REF}")
+    try:
+        git(home.root, "fetch", "--quiet", "--no-tags", source, f"+HEAD:{THEIRS_REF}")
+    except HomeError as e:
+        raise HomeError(f"could not fetch the home to merge, {other}: {str(e).split(': ', 1)[-1].strip(' |')}") from None
     sha = rev(home.root, THEIRS_REF)
     if sha is None:
         raise HomeError(f"{other}: fetched nothing to merge")

@@ -79,7 +79,7 @@ def refuse_if_daemon(home: Home) -> None:
     from agentd.daemon import daemon_lock_held
 
     if daemon_lock_held(home):
-        raise UserError(f"a daemon is running on {home.root}; stop it (agentd stop), merge, then start it again")
+        raise UserError(f"a daemon is running on {home.root}; hand the merge to it (agentd merge does) or stop it first")
 
 
 def merge_home(
@@ -100,7 +100,7 @@ def merge_home(
     own lock is then expected to be held). ``context_window``: the engine's, in tokens (read
     from agent.yaml when None); a memory file too large for it is merged in chunks.
     """
-    if not daemon_wake:
+    if not daemon_wake and not dry_run:  # a dry run changes nothing a daemon could see
         refuse_if_daemon(home)
     merge_id = merge_id or new_merge_id()
     with file_lock(gitops.state_dir(home) / "merge.lock", timeout=0, purpose="merge", refusal=lambda h: f"a merge is already running on {home.root}: {h}"):

@@ -143,3 +143,23 @@ def plan_lines(out: MergeOutcome) -> list[str]:
         f"{len(out.conflicts)} conflicts for the person"
     )
     return lines
+
+
+def outcome_lines(out: MergeOutcome, *, dry_run: bool = False) -> list[str]:
+    """What `agentd merge` prints (and the daemon answers it): the commit, rejections, withheld files, the report."""
+    if out.up_to_date:
+        return [f"{out.source} is already merged into this home; nothing to do"]
+    if dry_run:
+        return [*plan_lines(out), "(dry run: nothing was changed)"]
+    lines = [f"merge commit {out.commit[:10] if out.commit else '?'}: {out.summary()}"]
+    for m in out.memory:
+        if m.rejected:
+            lines.append(f"  {m.path}: the model's merge was rejected ({m.rejected}); the union of both sides was kept")
+        elif m.chunks > 1:
+            lines.append(f"  {m.path}: too large for the engine's context window; merged in {m.chunks} parts")
+    for rel, findings in sorted(out.withheld.items()):
+        where = ", ".join(f"line {line} ({kind})" for _, line, kind in findings[:3])
+        lines.append(f"  {rel}: left out of the merge commit, it looks like a credential ({where}); the merged text is in the working tree")
+    if out.report:
+        lines.append(f"for you: {out.report} ({len(out.conflicts)} conflicts, {len(out.contradictions)} contradictions)")
+    return lines
