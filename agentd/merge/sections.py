@@ -1,4 +1,9 @@
-"""A memory file too large for one merge wake: its ``#`` sections, aligned on both sides by heading, in chunks that fit."""
+"""A memory file too large for one merge wake: its ``#`` sections, aligned on both sides by heading, in chunks that fit.
+
+A single section too large on its own is cut between lines of the union; each side's
+share of a piece is its lines the piece holds (in that side's order), so a line is in
+exactly one request, and a line one side deleted goes with the line before it.
+"""
 
 from __future__ import annotations
 
@@ -53,7 +58,7 @@ def chunks_for(ours: str, theirs: str, union: str, *, fits: Callable[[Chunk], bo
     sections = split_sections(union)
     order = [k for k, _ in sections]
     if len(order) < 2:
-        return [Chunk(order[0] if order else "the file", ours, theirs, union, fits=False)]
+        return split_lines(Chunk(order[0] if order else "(top)", ours, theirs, union), fits)
     mine, yours = _by_key(ours, order), _by_key(theirs, order)
     out: list[Chunk] = []
     group: list[str] = []
@@ -68,7 +73,42 @@ def chunks_for(ours: str, theirs: str, union: str, *, fits: Callable[[Chunk], bo
         if not group or fits(chunk([*group, key])):
             group.append(key)
             continue
-        out.append(chunk(group, ok=len(group) > 1 or fits(chunk(group))))
+        out += _emit(chunk(group), fits) if len(group) == 1 else [chunk(group)]
         group = [key]
-    out.append(chunk(group, ok=len(group) > 1 or fits(chunk(group))))
+    out += _emit(chunk(group), fits) if len(group) == 1 else [chunk(group)]
     return out
+
+
+def _emit(one: Chunk, fits: Callable[[Chunk], bool]) -> list[Chunk]:
+    """One section: as it is if it fits, else cut between lines into pieces that do."""
+    return [one] if fits(one) else split_lines(one, fits)
+
+
+def split_lines(big: Chunk, fits: Callable[[Chunk], bool]) -> list[Chunk]:
+    """``big`` cut between lines of its union, greedily; a single line that does not fit is marked so."""
+    lines = big.union.splitlines(keepends=True)
+    pieces: list[list[str]] = []
+    for ln in lines:
+        if pieces and (not ln.strip() or fits(_piece(big, [*pieces[-1], ln], len(pieces)))):
+            pieces[-1].append(ln)
+        else:
+            pieces.append([ln])
+    out = [_piece(big, p, n) for n, p in enumerate(pieces)]
+    return [c if fits(c) else Chunk(c.title, c.ours, c.theirs, c.union, fits=False) for c in out]
+
+
+def _piece(big: Chunk, union_lines: list[str], n: int) -> Chunk:
+    have = {x.strip() for x in union_lines if x.strip()}
+    anywhere = {x.strip() for x in big.union.splitlines() if x.strip()}
+
+    def share(side: str) -> str:
+        kept: list[str] = []
+        mine = False
+        for ln in side.splitlines(keepends=True):
+            if ln.strip() in anywhere:
+                mine = ln.strip() in have
+            if mine and ln.strip():  # a line the union lacks (deleted) goes with the line before it
+                kept.append(ln)
+        return "".join(kept)
+
+    return Chunk(f"{big.title} (part {n + 1})", share(big.ours), share(big.theirs), "".join(union_lines))

@@ -132,7 +132,9 @@ def merge_memory(
         else _union_result(path, part.ours, part.theirs, part.union, "larger than the engine's context window")
         for part in parts
     ]
-    text = "\n".join(r.text.rstrip("\n") + "\n" for r in results if r.text.strip())
+    # Each part as its union ended: a blank line before the next section, none inside one.
+    text = "".join(r.text.rstrip("\n") + ("\n\n" if p.union.endswith("\n\n") else "\n") for p, r in zip(parts, results, strict=True) if r.text.strip())
+    text = text.rstrip("\n") + "\n"
     kept_lines = {_norm(x) for x in text.splitlines() if x.strip()}
     sides = {_norm(x) for x in content_lines(ours) + content_lines(theirs)} & {_norm(x) for x in union.splitlines()}
     moved = {k: v for r in results for k, v in r.moved.items() if k not in kept_lines}

@@ -6,7 +6,7 @@ from typing import Any
 
 from agentd.merge.kinds import content_lines, union_lines
 from agentd.merge.sections import chunks_for, split_sections
-from agentd.merge.wake import merge_memory
+from agentd.merge.wake import MemoryMerge, merge_memory
 from tests.doubles.merge_model import careful_merge
 from tests.doubles.scripted_engine import ScriptedEngine
 
@@ -65,15 +65,33 @@ def test_without_a_window_the_file_is_one_request() -> None:
     assert merge_memory("memory/MEMORY.md", OURS, THEIRS, UNION, engine).chunks == 1 and len(engine.requests) == 1
 
 
-def test_a_section_larger_than_the_window_keeps_its_union_and_the_rest_is_merged() -> None:
+def accounted(result: MemoryMerge, *sides: str) -> bool:
+    now = {x.strip() for x in result.text.splitlines()}
+    return all(x.strip() in now or result.moved.get(x.strip()) in now for side in sides for x in content_lines(side))
+
+
+def test_a_section_larger_than_the_window_is_cut_between_lines_and_still_merged_by_the_model() -> None:
     big_o, big_t = side("o", n=120), side("t", n=120)
     ours = OURS + "\n## Huge\n" + big_o.split("## Health\n")[1].replace("health", "huge")
     theirs = THEIRS + "\n## Huge\n" + big_t.split("## Health\n")[1].replace("health", "huge")
     union = union_lines(ours, theirs)
     engine = ScriptedEngine()
-    engine.queue.extend([careful_merge] * 20)
+    engine.queue.extend([careful_merge] * 40)
     result = merge_memory("memory/MEMORY.md", ours, theirs, union, engine, context_window=3000)
-    assert result.by_model and result.rejected is not None and "## Huge: larger than the engine's context window" in result.rejected
-    huge_union = dict(split_sections(union))["## Huge"]
-    assert huge_union.strip() in result.text  # its union, whole
-    assert result.folded == len(TOPICS)  # the other sections still merged by the model
+    assert result.by_model and result.rejected is None and result.chunks > len(TOPICS) + 1
+    assert all(prompt_tokens(r) + r["max_tokens"] <= 3000 for r in engine.requests)
+    assert accounted(result, ours, theirs) and result.text.count("## Huge") == 1
+    huge = [r for r in engine.requests if "(part: ## Huge (part" in r["messages"][-1]["content"]]
+    assert len(huge) > 1, "the huge section went in several requests"
+
+
+def test_a_line_larger_than_the_window_keeps_its_union_and_the_rest_is_merged() -> None:
+    long = "- " + "a very long line " * 400 + "end"
+    ours, theirs = OURS + "\n## Long\n" + long + "\n", THEIRS + "\n## Long\n" + long + "\n"
+    union = union_lines(ours, theirs)
+    engine = ScriptedEngine()
+    engine.queue.extend([careful_merge] * 20)
+    result = merge_memory("memory/MEMORY.md", ours, theirs, union, engine, context_window=2500)
+    assert result.by_model and result.rejected is not None and "larger than the engine's context window" in result.rejected
+    assert long in result.text and accounted(result, ours, theirs)
+    assert result.folded == len(TOPICS)  # the sections that fit were still merged by the model

@@ -19,7 +19,8 @@ from tests.doubles.openai_server import ScriptedServer
 from tests.merge.conftest import Pair, forked  # noqa: F401 - the fixture
 from tests.services.conftest import EngineScript
 from tests.services.harness import run_until, running
-from tests.test_daemon import configure, post, wait_for
+from tests.test_daemon import Daemon as RealDaemon
+from tests.test_daemon import agentd, configure, post, wait_for
 
 
 def merge_commit(home: Home) -> str | None:
@@ -49,8 +50,8 @@ def test_a_merge_request_runs_as_the_daemons_wake_and_the_next_wake_is_told(fork
         result = requests.wait(ours, req, daemon_alive=lambda: True)
         assert result.error is None and result.lines[0].startswith("merge commit "), result
         assert not requests.pending(ours), "the request is gone once answered"
-        merged = merge_commit(ours)
-        assert merged is not None and d.last_wake is not None and d.last_wake["label"] == f"merge:{req.id}"
+        assert merge_commit(ours) is not None
+        run_until(d, lambda: d.last_wake is not None and d.last_wake["label"] == f"merge:{req.id}", what="the merge wake's record")
         # The note the merge left in the inbox is the next wake's event: the agent is told.
         run_until(d, lambda: engine.asked("(from agentd merge)") >= 1, what="the wake that tells the agent")
     assert "Carol runs the book club" in (ours.root / "memory/topics/people.md").read_text()
@@ -115,3 +116,17 @@ def test_agent_merge_and_abort_from_the_command_line_are_handed_to_a_running_dae
         again = runner.invoke(cli, ["--home", str(ours.root), "merge", str(ours.root / "nowhere")])
         assert again.exit_code != 0 and "nowhere" in again.output  # the daemon's error, as one line
     assert not requests.pending(ours) and not list(requests.requests_dir(ours).glob("*.result.json"))
+
+
+def test_agentd_merge_is_run_by_a_real_daemon_process(forked: Pair, server: ScriptedServer) -> None:  # noqa: F811
+    ours = forked.ours
+    configure(ours, server.url, every="1h")
+    d = RealDaemon(ours).start()
+    try:
+        done = agentd(ours, "merge", str(forked.theirs.root), "--no-model", timeout=120)
+        assert done.returncode == 0, done.stderr + d.output()
+        assert "run by the daemon" in done.stdout and "merge commit" in done.stdout
+        assert "Passport expires in May" in (ours.root / "memory/topics/travel.md").read_text()
+    finally:
+        assert d.stop() == 0
+    assert "wake merge:" in (ours.root / ".agentd/logs/daemon.log").read_text()
