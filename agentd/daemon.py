@@ -32,6 +32,7 @@ from agentd.services.heartbeat import HeartbeatService
 from agentd.services.inbox_watch import InboxWatcher
 from agentd.services.lifecycle import daemon_lock, daemon_lock_held, read_state, state_path, uptime
 from agentd.services.matrix import MatrixChannel
+from agentd.services.merge import MergeService
 from agentd.services.notices import Notices
 from agentd.services.queue import WakeQueue
 from agentd.services.retries import RetrySchedule
@@ -60,6 +61,7 @@ def build_daemon(home: Home, *, poll_s: float = POLL_S, retries: RetrySchedule |
     d.add(HeartbeatService(d))
     d.add(CronService(d))
     d.add(MatrixChannel(d))  # idle unless agent.yaml has channels.matrix
+    d.add(MergeService(d))
     return d
 
 
@@ -305,7 +307,7 @@ class Daemon:
                         outcome = Outcome(skipped=prepared.reason)
                     else:
                         ready = prepared
-                        outcome = Outcome(result=self._wake(ready))
+                        outcome = Outcome(result=self._wake(ready, owner))
             except AgentdError as e:
                 log.error("wake %s failed: %s", event.label, e)
                 self.notices.tell(f"wake-{type(e).__name__}", f"A wake could not run: {e}")
@@ -322,10 +324,10 @@ class Daemon:
         finally:
             self.queue.done(event)  # after finished(): a retry is scheduled before the key is free
 
-    def _wake(self, event: Event) -> WakeResult:
+    def _wake(self, event: Event, owner: Service) -> WakeResult:
         self._rollover_day()
         assert self._agent is not None
-        result = wake(self._agent, event)
+        result = owner.run(event) or wake(self._agent, event)
         self._after_wake(event, result)
         return result
 

@@ -47,10 +47,15 @@ def still_withheld(home: Home) -> list[str]:
     return [rel for rel, v in _read(home.runtime).items() if v.get("sha") == file_digest(home.root / rel)]
 
 
-def record_withheld(home: Home, held: dict[str, list[Finding]]) -> None:
-    """Record what is withheld now; tell the person of each file withheld anew (file:line and kind, never the value)."""
+def record_withheld(home: Home, held: dict[str, list[Finding]], *, tell: bool = True) -> None:
+    """Record what is withheld now; tell the person of each file withheld anew (file:line and kind, never the value).
+
+    ``tell`` False: the caller has told the person itself (a merge's report).
+    """
     told = _read(home.runtime)
     _write(home, held)
+    if not tell:
+        return
     news = [f for rel, findings in held.items() if told.get(rel, {}).get("sha") != file_digest(home.root / rel) for f in findings]
     if news:
         where = "; ".join(f"{rel}:{line} ({kind})" for rel, line, kind in news[:5]) + (f" and {len(news) - 5} more" if len(news) > 5 else "")

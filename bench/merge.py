@@ -1,6 +1,6 @@
 """Merging two diverged homes of realistic size: lines lost (must be 0), duplicates left, contradictions found, wall time.
 
-    python bench/merge.py                  # the scripted merge double and no model at all
+    python bench/merge.py                  # no model, the scripted merge double, and the double with a small window
     python bench/merge.py --model smollm2  # also the embedded llama.cpp model (slow on a CPU)
 
 A home is generated, forked, and each side lives half a year apart: hundreds of memory
@@ -43,6 +43,7 @@ START = date(2025, 1, 1)
 @dataclass
 class Planted:
     contradictions: list[tuple[str, str]]
+    deleted: set[str]  # lines of the shared half-year one side deleted (the other left them): must stay deleted
 
 
 def fact(rng: random.Random, tag: str, i: int) -> str:
@@ -72,7 +73,8 @@ def write_journal(root: Path, days: range, hours: list[int], tag: str, rng: rand
 def build(tmp: Path, rng: random.Random, per_side: int, days: int = 365, topics: int = len(TOPICS)) -> tuple[Home, Home, Planted]:
     chosen = TOPICS[:topics]
     ours = init_home(tmp / "ours")
-    write_memory(ours.root, {t: [fact(rng, "base", i) for i in range(15)] for t in chosen})
+    base = {t: [fact(rng, "base", i) for i in range(15)] for t in chosen}
+    write_memory(ours.root, base)
     write_journal(ours.root, range(0, days // 2 + 1), [9, 14], "base", rng)
     ours.commit("bench: half a year lived", identity=AGENT, all_changes=True)
     theirs = fork_home(ours, tmp / "theirs", new_id=lambda: "agentd-benchtheirs000")
@@ -88,11 +90,17 @@ def build(tmp: Path, rng: random.Random, per_side: int, days: int = 365, topics:
         side_lines[0][t].append(a)
         side_lines[1][t].append(b)
         planted.append((a, b))
-    for home, lines, hours, tag in ((ours, side_lines[0], [8, 12, 18], "ours"), (theirs, side_lines[1], [10, 16, 20], "theirs")):
+    deleted: set[str] = set()
+    for home, lines, hours, tag, gone in ((ours, side_lines[0], [8, 12, 18], "ours", (0, 1)), (theirs, side_lines[1], [10, 16, 20], "theirs", (2, 3))):
+        for t in chosen:  # each side forgets two facts of the shared half-year, not the same two
+            drop = {base[t][i] for i in gone}
+            path = home.root / "memory" / "topics" / f"{t}.md"
+            path.write_text("".join(x for x in path.read_text().splitlines(keepends=True) if x.rstrip() not in drop))
+            deleted |= drop
         write_memory(home.root, lines)
         write_journal(home.root, range(days // 2 + 1, days), hours, tag, rng)
         home.commit(f"bench: half a year as {tag}", identity=AGENT, all_changes=True)
-    return ours, theirs, Planted(planted)
+    return ours, theirs, Planted(planted, deleted)
 
 
 def key(line: str) -> str:
@@ -104,11 +112,13 @@ def measure(ours: Home, out: MergeOutcome, planted: Planted, seconds: float) -> 
     lost = 0
     sides_total = 0
     dupes = 0
+    back = 0
     for path in sorted({p for c in (out.ours, out.theirs) for p in _memory_paths(ours, c)}):
         merged = {x.strip() for x in content_lines((ours.root / path).read_text())} if (ours.root / path).is_file() else set()
         both = {x.strip() for c in (out.ours, out.theirs) for x in content_lines(show(ours.root, c, path) or "")}
         sides_total += len(both)
-        lost += sum(1 for x in both if x not in merged and moved.get(x) not in merged)
+        lost += sum(1 for x in both if x not in merged and moved.get(x) not in merged and x not in planted.deleted)
+        back += sum(1 for x in merged if x in planted.deleted)
         keys = [key(x) for x in merged if x.startswith("- ")]
         dupes += len(keys) - len(set(keys))
     found = {frozenset(p) for _, a, b in out.contradictions for p in [(a, b)]}
@@ -124,13 +134,17 @@ def measure(ours: Home, out: MergeOutcome, planted: Planted, seconds: float) -> 
         "distinct lines of either side": sides_total,
         "lines of either side lost": lost,
         "lines folded by the model (each accounted for)": out.lines_folded,
+        "lines deleted on one side (planted / kept deleted)": f"{len(planted.deleted)} / {len(planted.deleted) - back}",
+        "deleted lines that came back": back,
         "near-duplicates left": dupes,
         "planted contradictions found": f"{sum(1 for p in planted.contradictions if frozenset(p) in found)} / {len(planted.contradictions)}",
         "memory files the model's answer was rejected for": sum(1 for m in out.memory if m.rejected),
+        "memory files merged in chunks (requests)": f"{sum(1 for m in out.memory if m.chunks > 1)} ({sum(m.chunks for m in out.memory if m.by_model or m.rejected)})",
         "why (first rejection)": next((m.rejected[:70] for m in out.memory if m.rejected), "-"),
         "journal entries after the merge": entries,
         "journal entries of either side lost": entries_lost,
         "conflicts for the person": len(out.conflicts),
+        "files withheld for a credential": len(out.withheld),
         "merge wall time (s)": f"{seconds:.2f}",
     }
 
@@ -141,7 +155,7 @@ def _memory_paths(home: Home, commit: str) -> list[str]:
     return [p for p in files_at(home.root, commit) if p == "memory/MEMORY.md" or p.startswith("memory/topics/")]
 
 
-def run(label: str, engine_factory: Any, per_side: int, seed: int, days: int = 365, topics: int = len(TOPICS)) -> dict[str, Any]:
+def run(label: str, engine_factory: Any, per_side: int, seed: int, days: int = 365, topics: int = len(TOPICS), *, window: int | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         ours, theirs, planted = build(Path(tmp), random.Random(seed), per_side, days, topics)
         started = time.perf_counter()
@@ -150,7 +164,7 @@ def run(label: str, engine_factory: Any, per_side: int, seed: int, days: int = 3
         else:
             with engine_factory(ours) as engine:
                 started = time.perf_counter()
-                out = merge_home(ours, str(theirs.root), engine=engine)
+                out = merge_home(ours, str(theirs.root), engine=engine, context_window=window)
         figures = measure(ours, out, planted, time.perf_counter() - started)
     print(f"\n== {label}")
     for k, v in figures.items():
@@ -161,7 +175,7 @@ def run(label: str, engine_factory: Any, per_side: int, seed: int, days: int = 3
 class _Scripted:
     def __init__(self, home: Home) -> None:
         self.engine = ScriptedEngine()
-        self.engine.queue.extend([careful_merge] * 64)
+        self.engine.queue.extend([careful_merge] * 512)
 
     def __enter__(self) -> ScriptedEngine:
         return self.engine
@@ -193,15 +207,17 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=365, help="days of journal: the first half shared, the second lived apart")
     ap.add_argument("--topics", type=int, default=len(TOPICS), help="topic files (one merge wake each, plus MEMORY.md)")
     ap.add_argument("--model", help="also run the merge wake on the embedded llama.cpp model (e.g. smollm2)")
+    ap.add_argument("--window", type=int, default=1024, help="the small context window of the chunked run (tokens)")
     args = ap.parse_args()
     results = [
         run("no model (deterministic union only)", None, args.per_side, args.seed, args.days, args.topics),
         run("scripted merge double (tests/doubles/merge_model.py careful_merge: a rule, not a model)", _Scripted, args.per_side, args.seed, args.days, args.topics),
+        run(f"scripted merge double, {args.window}-token context window (files merged in chunks)", _Scripted, args.per_side, args.seed, args.days, args.topics, window=args.window),
     ]
     if args.model:
         results.append(run(f"embedded model {args.model} (llama.cpp, CPU)", _embedded(args.model), args.per_side, args.seed, args.days, args.topics))
-    if any(r["lines of either side lost"] or r["journal entries of either side lost"] for r in results):
-        sys.exit("FAIL: a merge lost lines")
+    if any(r["lines of either side lost"] or r["journal entries of either side lost"] or r["deleted lines that came back"] for r in results):
+        sys.exit("FAIL: a merge lost lines or brought deleted ones back")
 
 
 if __name__ == "__main__":

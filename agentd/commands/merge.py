@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from agentd.config import load_config
+from agentd.errors import UserError
 from agentd.home import Home
-from agentd.merge.orchestrator import abort_merge, fork_home, merge_home, refuse_if_daemon
-from agentd.merge.report import MergeOutcome, plan_lines
+from agentd.merge import requests
+from agentd.merge.orchestrator import abort_merge, fork_home, merge_home
+from agentd.merge.report import outcome_lines
+from agentd.services.lifecycle import daemon_lock_held
 
 
 def fork(home: Home, dest: Path) -> list[str]:
@@ -17,28 +20,28 @@ def fork(home: Home, dest: Path) -> list[str]:
 
 
 def merge(home: Home, other: str, *, dry_run: bool, use_model: bool) -> list[str]:
-    if dry_run or not use_model:
-        return _lines(merge_home(home, other, dry_run=dry_run), dry_run)
+    """In this process; or, with a daemon running, handed to it: the merge runs as its wake, others wait."""
+    if dry_run:
+        return outcome_lines(merge_home(home, other, dry_run=True), dry_run=True)
+    if daemon_lock_held(home):
+        return _by_daemon(home, "merge", other, use_model=use_model)
+    if not use_model:
+        return outcome_lines(merge_home(home, other))
     from agentd.commands.engines import engine_for
 
-    refuse_if_daemon(home)  # before an engine is started for nothing
     with engine_for(home, load_config(home.root)) as (sup, _):
-        return _lines(merge_home(home, other, engine=sup.client()), dry_run)
+        return outcome_lines(merge_home(home, other, engine=sup.client()))
 
 
-def _lines(out: MergeOutcome, dry_run: bool) -> list[str]:
-    if out.up_to_date:
-        return [f"{out.source} is already merged into this home; nothing to do"]
-    if dry_run:
-        return [*plan_lines(out), "(dry run: nothing was changed)"]
-    lines = [f"merge commit {out.commit[:10] if out.commit else '?'}: {out.summary()}"]
-    for m in out.memory:
-        if m.rejected:
-            lines.append(f"  {m.path}: the model's merge was rejected ({m.rejected}); the union of both sides was kept")
-    if out.report:
-        lines.append(f"for you: {out.report} ({len(out.conflicts)} conflicts, {len(out.contradictions)} contradictions)")
-    return lines
+def _by_daemon(home: Home, action: str, other: str = "", *, use_model: bool = True) -> list[str]:
+    req = requests.submit(home, action, other, use_model=use_model)
+    result = requests.wait(home, req, daemon_alive=lambda: daemon_lock_held(home))
+    if result.error is not None:
+        raise UserError(result.error)
+    return ["(run by the daemon, its other wakes paused meanwhile)", *result.lines]
 
 
 def abort(home: Home) -> str:
+    if daemon_lock_held(home):
+        return "\n".join(_by_daemon(home, "abort"))
     return abort_merge(home)

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agentd.errors import HomeError
 from agentd.fileio import atomic_write, lock_held
@@ -71,7 +72,10 @@ def branch_of(home: Home) -> str:
 def fetch_other(home: Home, other: str) -> str:
     """Fetch the other home's HEAD into :data:`THEIRS_REF`; returns its commit."""
     source = str(Path(other).expanduser().absolute()) if Path(other).expanduser().exists() else other
-    git(home.root, "fetch", "--quiet", "--no-tags", source, f"+HEAD:{THEIRS_REF}")
+    try:
+        git(home.root, "fetch", "--quiet", "--no-tags", source, f"+HEAD:{THEIRS_REF}")
+    except HomeError as e:
+        raise HomeError(f"could not fetch the home to merge, {other}: {str(e).split(': ', 1)[-1].strip(' |')}") from None
     sha = rev(home.root, THEIRS_REF)
     if sha is None:
         raise HomeError(f"{other}: fetched nothing to merge")
@@ -125,11 +129,11 @@ def settle(wt: Path, item: Unmerged) -> None:
 
 
 # ------------------------------------------------------------------ the branch move
-def _write_state(home: Home, name: str, data: dict[str, str]) -> None:
+def _write_state(home: Home, name: str, data: dict[str, Any]) -> None:
     atomic_write(state_dir(home) / name, json.dumps(data).encode("utf-8"))
 
 
-def _read_state(home: Home, name: str) -> dict[str, str] | None:
+def _read_state(home: Home, name: str) -> dict[str, Any] | None:
     try:
         data = json.loads((state_dir(home) / name).read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else None
@@ -137,12 +141,23 @@ def _read_state(home: Home, name: str) -> dict[str, str] | None:
         return None
 
 
-def move_branch(home: Home, branch: str, old: str, new: str) -> None:
-    """Move ``branch`` from ``old`` to ``new`` and the working tree with it. Call under the home lock."""
-    _write_state(home, PENDING, {"branch": branch, "old": old, "new": new})
+def move_branch(home: Home, branch: str, old: str, new: str, *, withheld: dict[str, str] | None = None) -> None:
+    """Move ``branch`` from ``old`` to ``new`` and the working tree with it. Call under the home lock.
+
+    ``withheld``: path → text the merge left out of its commit (a credential), written
+    into the working tree after the move, uncommitted.
+    """
+    _write_state(home, PENDING, {"branch": branch, "old": old, "new": new, "withheld": withheld or {}})
     git(home.root, "update-ref", f"refs/heads/{branch}", new, old)
     _bring_tree(home, old, new)
+    _write_withheld(home, withheld or {})
     (state_dir(home) / PENDING).unlink()
+
+
+def _write_withheld(home: Home, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (home.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(home.root / rel, text.encode("utf-8", errors="surrogateescape"))
 
 
 def _bring_tree(home: Home, old: str, new: str) -> None:
@@ -172,6 +187,7 @@ def recover_merge(home: Home, *, merge_lock_ours: bool = False) -> list[str]:
         at = rev(home.root, branch_ref)
         if at == pending["new"]:
             _bring_tree(home, pending["old"], pending["new"])
+            _write_withheld(home, pending.get("withheld") or {})
             done.append(f"finished moving {pending['branch']} to the merge {pending['new'][:10]}")
         else:
             done.append("dropped an unfinished merge; the home is as before it")
@@ -190,7 +206,7 @@ def remember_last(home: Home, branch: str, old: str, new: str | None, merge_id: 
     _write_state(home, LAST, {"branch": branch, "old": old, "new": new or "", "id": merge_id, "note": note})
 
 
-def last_merge(home: Home) -> dict[str, str] | None:
+def last_merge(home: Home) -> dict[str, Any] | None:
     return _read_state(home, LAST)
 
 

@@ -2,13 +2,17 @@
 
 No git, no model, no clock: every function here is deterministic, so the git merge
 driver (:mod:`agentd.merge.driver`), ``--dry-run`` and the benchmark agree byte for byte.
-A function never drops a line of either side; what it cannot decide (the same name with
-two contents, a setting changed both ways) keeps this home's version and is returned
-as a :class:`Conflict` for the person's merge report.
+A function never drops a line of either side unless the common base shows it was
+deleted on purpose: a line (job, item, setting) in the base that one side deleted and the
+other left as it was stays deleted; deleted on one side but edited on the other, the edit
+is kept and reported. What it cannot decide (the same name with two contents, a setting
+changed both ways) keeps this home's version and is returned as a :class:`Conflict` for
+the person's merge report.
 """
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import io
 import re
@@ -100,7 +104,13 @@ def merge_entries(base: str, ours: str, theirs: str, path: str = "") -> Merged:
     head_o, ent_o = split_entries(ours)
     head_t, ent_t = split_entries(theirs)
     if not ent_o and not ent_t:
-        return Merged(union_lines(ours, theirs))
+        return union3(base, ours, theirs, path)
+    ent_b = {e.strip() for e in split_entries(base)[1]}
+    # An entry of the base one side deleted and the other kept as it was stays deleted.
+    gone_o = ent_b - {e.strip() for e in ent_o}
+    gone_t = ent_b - {e.strip() for e in ent_t}
+    ent_o = [e for e in ent_o if e.strip() not in gone_t]
+    ent_t = [e for e in ent_t if e.strip() not in gone_o]
     seen = {e.strip() for e in ent_o}
     both = list(ent_o)
     for e in ent_t:
@@ -149,6 +159,62 @@ def union_lines(ours: str, theirs: str) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
+def union3(base: str, ours: str, theirs: str, path: str = "") -> Merged:
+    """:func:`union_lines` that knows the base: a line one side deleted or edited and the other
+    kept word for word goes (the edit stays); deleted on one side and edited on the other, the
+    edit is kept and reported (a :class:`Conflict`). Without a base (unrelated homes) the plain union."""
+    if not base.strip():
+        return Merged(union_lines(ours, theirs))
+    del_o, edits_o = _changes(base, ours)
+    del_t, edits_t = _changes(base, theirs)
+    conflicts = [
+        *(_deleted_edited(path, x, edit, here=False) for x, edit in edits_t.items() if x in del_o),
+        *(_deleted_edited(path, x, edit, here=True) for x, edit in edits_o.items() if x in del_t),
+    ]
+    gone_o, gone_t = del_o | set(edits_o), del_t | set(edits_t)
+    return Merged(union_lines(_without(ours, gone_t), _without(theirs, gone_o)), conflicts)
+
+
+def _changes(base: str, side: str) -> tuple[set[str], dict[str, str]]:
+    """The base lines ``side`` no longer has: (deleted outright, edited → the lines that replaced them)."""
+    a = [ln.rstrip() for ln in base.splitlines()]
+    c = [ln.rstrip() for ln in side.splitlines()]
+    has = set(c)
+    deleted: set[str] = set()
+    edited: dict[str, str] = {}
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, c, autojunk=False).get_opcodes():
+        gone = [x for x in a[i1:i2] if x.strip() and x not in has]
+        new = "\n".join(x for x in c[j1:j2] if x.strip())
+        if tag == "replace" and new:
+            edited.update({x: new for x in gone})
+        elif tag in ("delete", "replace"):
+            deleted.update(gone)
+    return deleted, edited
+
+
+def _deleted_edited(path: str, line: str, edit: str, *, here: bool) -> Conflict:
+    gone = f"(deleted) {line}"
+    what = "deleted in the other home, edited in this one" if here else "deleted in this home, edited in the other"
+    return Conflict(path, f"a line {what}: the edit is kept", edit if here else gone, gone if here else edit)
+
+
+def _without(text: str, drop: set[str]) -> str:
+    """``text`` less the lines in ``drop``; a heading goes only once nothing is left under it."""
+    if not drop:
+        return text
+    lines = [ln for ln in text.splitlines() if ln.rstrip() not in drop or ln.startswith("#")]
+    out: list[str] = []
+    for i, ln in enumerate(lines):
+        if ln.startswith("#") and ln.rstrip() in drop:
+            rest = lines[i + 1 :]
+            end = next((k for k, x in enumerate(rest) if x.startswith("#")), len(rest))
+            if not any(x.strip() for x in rest[:end]):
+                continue
+        if ln.strip() or (out and out[-1].strip()):  # no run of blank lines where lines went
+            out.append(ln)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
 # ------------------------------------------------------------------ named sections: CRON.md, HEARTBEAT.md
 def _sections(text: str) -> tuple[str, list[tuple[str, str]]]:
     """(head, [(name, body)]): a section is a ``## Name`` heading and what follows it."""
@@ -166,42 +232,95 @@ def _sections(text: str) -> tuple[str, list[tuple[str, str]]]:
 
 
 def merge_sections(base: str, ours: str, theirs: str, path: str = "CRON.md") -> Merged:
-    """Union by ``## Name`` (a cron job): a name only one side has is added; two contents of one name are a conflict."""
+    """Union by ``## Name`` (a cron job): a name only one side added is added, one a side deleted
+    and the other left as it was is deleted; two contents of one name are a conflict."""
     head_o, sec_o = _sections(ours)
     _, sec_t = _sections(theirs)
-    _, sec_b = _sections(base)
-    base_of = dict(sec_b)
-    mine = dict(sec_o)
+    base_of = {n: b.strip() for n, b in _sections(base)[1]}
+    mine, yours = dict(sec_o), dict(sec_t)
     result = list(sec_o)
     conflicts: list[Conflict] = []
     for name, body in sec_t:
+        was = base_of.get(name)
         if name not in mine:
-            result.append((name, body))
+            if was is None:
+                result.append((name, body))  # theirs added it
+            elif was != body.strip():  # we deleted it, they edited it: the edit is kept
+                result.append((name, body))
+                conflicts.append(Conflict(path, f"section {name} deleted in this home, edited in the other: kept", "(deleted)", body))
         elif mine[name].strip() != body.strip():
-            if base_of.get(name, "").strip() == mine[name].strip():
+            if was == mine[name].strip():
                 result = [(n, body if n == name else b) for n, b in result]  # only theirs changed it
-            elif base_of.get(name, "").strip() != body.strip():
+            elif was != body.strip():
                 conflicts.append(Conflict(path, f"section {name}", mine[name], body))
+    for name, body in sec_o:
+        was = base_of.get(name)
+        if name in yours or was is None:
+            continue
+        if was == body.strip():
+            result = [(n, b) for n, b in result if n != name]  # they deleted it, we left it as it was
+        else:
+            conflicts.append(Conflict(path, f"section {name} deleted in the other home, edited in this one: kept", body, "(deleted)"))
     text = head_o.rstrip("\n") + "\n\n" + "\n".join(b for _, b in result) if result else head_o
     return Merged(text, conflicts)
 
 
 def merge_items(base: str, ours: str, theirs: str, path: str = "HEARTBEAT.md") -> Merged:
-    """HEARTBEAT.md: per section, union of its items (open items, checks); ticking an item is one change of it."""
+    """HEARTBEAT.md: per section, union of its items (open items, checks); ticking an item is one change
+    of it. An item (or section) of the base one side deleted and the other left as it was stays deleted."""
     head_o, sec_o = _sections(ours)
     _, sec_t = _sections(theirs)
-    mine = dict(sec_o)
-    result = [(n, b) for n, b in sec_o]
+    sec_b = dict(_sections(base)[1])
+    mine, yours = dict(sec_o), dict(sec_t)
+    result: list[tuple[str, str]] = []
+    conflicts: list[Conflict] = []
+    for name, body in sec_o:
+        if name not in yours and name in sec_b:
+            if sec_b[name].strip() == body.strip():
+                continue  # they deleted the section, we left it as it was
+            conflicts.append(Conflict(path, f"section {name} deleted in the other home, edited in this one: kept", body, "(deleted)"))
+        result.append((name, body))
     for name, body in sec_t:
-        if name not in mine:
-            result.append((name, body))
+        if name in mine:
             continue
-        ours_items = {_item_key(x) for x in mine[name].splitlines()}
-        extra = [x for x in body.splitlines()[1:] if x.strip() and _item_key(x) not in ours_items]
-        if extra:
-            merged = union_lines(mine[name], "\n".join([body.splitlines()[0], *extra]))
-            result = [(n, merged if n == name else b) for n, b in result]
-    return Merged(head_o.rstrip("\n") + "\n\n" + "\n".join(b for _, b in result) if result else head_o)
+        if name in sec_b and sec_b[name].strip() == body.strip():
+            continue  # we deleted it
+        if name in sec_b:
+            conflicts.append(Conflict(path, f"section {name} deleted in this home, edited in the other: kept", "(deleted)", body))
+        result.append((name, body))
+    for k, (name, body) in enumerate(result):
+        if name in mine and name in yours:
+            merged = _merge_item_lists(sec_b.get(name, ""), body, yours[name], path)
+            result[k] = (name, merged.text)
+            conflicts += merged.conflicts
+    return Merged(head_o.rstrip("\n") + "\n\n" + "\n".join(b for _, b in result) if result else head_o, conflicts)
+
+
+def _merge_item_lists(base: str, ours: str, theirs: str, path: str) -> Merged:
+    """One section both sides kept: the union of its items, keyed ticked or not, less what one side deleted."""
+    keys = lambda text: {_item_key(x): x.rstrip() for x in text.splitlines()[1:] if x.strip()}  # noqa: E731
+    b, o, t = keys(base), keys(ours), keys(theirs)
+    conflicts: list[Conflict] = []
+    drop_o = set()
+    for key, line in o.items():  # they deleted an item we have
+        if key in b and key not in t:
+            if b[key] == line:
+                drop_o.add(line)
+            else:
+                conflicts.append(Conflict(path, f"item deleted in the other home, edited in this one: kept: {line}", line, "(deleted)"))
+    extra = []
+    for key, line in t.items():
+        if key in o:
+            continue
+        if key in b and b[key] == line:
+            continue  # we deleted it
+        if key in b:
+            conflicts.append(Conflict(path, f"item deleted in this home, edited in the other: kept: {line}", "(deleted)", line))
+        extra.append(line)
+    kept = "\n".join(x for x in ours.splitlines() if x.rstrip() not in drop_o or not x.strip())
+    if not extra:
+        return Merged(kept.rstrip("\n") + "\n", conflicts)
+    return Merged(union_lines(kept, "\n".join([theirs.splitlines()[0], *extra])), conflicts)
 
 
 def _item_key(line: str) -> str:
@@ -280,6 +399,11 @@ def merge_yaml(base: str, ours: str, theirs: str, path: str = "agent.yaml") -> M
             continue
         if vo == vb:
             _drop(o, key) if vt is missing else _set(o, key, vt)
+        elif vo is missing and vb is not missing:  # we deleted it, they changed it: the change is kept
+            _set(o, key, vt)
+            conflicts.append(Conflict(path, f"setting {key} deleted in this home, changed in the other: kept", "(not set)", _show(vt, missing)))
+        elif vt is missing and vb is not missing:  # they deleted it, we changed it: ours stays
+            conflicts.append(Conflict(path, f"setting {key} deleted in the other home, changed in this one: kept", _show(vo, missing), "(not set)"))
         else:
             conflicts.append(Conflict(path, f"setting {key}", _show(vo, missing), _show(vt, missing)))
     buf = io.StringIO()
@@ -319,5 +443,5 @@ MERGERS = {
 def merge_text(kind: str, base: str, ours: str, theirs: str, path: str) -> Merged:
     """Dispatch by kind; "memory" is the deterministic union (the merge wake refines it later)."""
     if kind == "memory":
-        return Merged(union_lines(ours, theirs))
+        return union3(base, ours, theirs, path)
     return MERGERS.get(kind, merge_whole)(base, ours, theirs, path)

@@ -29,7 +29,8 @@ from agentd.merge.gitops import git
 from agentd.merge.kinds import Conflict, content_lines, keep_identity, kind_of
 from agentd.merge.report import MergeOutcome, agent_note, report_text
 from agentd.merge.wake import merge_memory
-from agentd.secrets import install_hook
+from agentd.secrets import SecretGuard, install_hook
+from agentd.withhold import find_secrets, record_withheld, withheld
 from engine.errors import EngineError
 from engine.types import ChatEngine, ChatResult, Usage
 
@@ -79,7 +80,7 @@ def refuse_if_daemon(home: Home) -> None:
     from agentd.daemon import daemon_lock_held
 
     if daemon_lock_held(home):
-        raise UserError(f"a daemon is running on {home.root}; stop it (agentd stop), merge, then start it again")
+        raise UserError(f"a daemon is running on {home.root}; hand the merge to it (agentd merge does) or stop it first")
 
 
 def merge_home(
@@ -91,14 +92,16 @@ def merge_home(
     merge_id: str | None = None,
     now: datetime | None = None,
     daemon_wake: bool = False,
+    context_window: int | None = None,
 ) -> MergeOutcome:
     """Merge the home at path or URL ``other`` into ``home``; see the module docstring.
 
     ``engine`` None: no merge wake (memory keeps the deterministic union, the wiki's new
     sources wait for the next compile). ``daemon_wake``: the daemon itself runs it (its
-    own lock is then expected to be held).
+    own lock is then expected to be held). ``context_window``: the engine's, in tokens (read
+    from agent.yaml when None); a memory file too large for it is merged in chunks.
     """
-    if not daemon_wake:
+    if not daemon_wake and not dry_run:  # a dry run changes nothing a daemon could see
         refuse_if_daemon(home)
     merge_id = merge_id or new_merge_id()
     with file_lock(gitops.state_dir(home) / "merge.lock", timeout=0, purpose="merge", refusal=lambda h: f"a merge is already running on {home.root}: {h}"):
@@ -120,14 +123,23 @@ def merge_home(
             return out  # already merged: nothing to do
         try:
             wt = gitops.new_worktree(home, old)
-            new = _build(home, wt, out, engine=None if dry_run else engine, now=now or datetime.now())
+            engine = None if dry_run else engine
+            if engine is not None and context_window is None:
+                context_window = _window(home)
+            new = _build(home, wt, out, engine=engine, now=now or datetime.now(), context_window=context_window)
             if dry_run:
                 return out
             with home.lock(purpose="merge: move branch"):
-                if home.repo.head.commit.hexsha != old or home.dirty_paths():
-                    raise UserError(f"{home.root} changed while the merge ran (a wake or your edit); run agentd merge again")
-                gitops.move_branch(home, branch, old, new)
+                # A message arriving or an edit elsewhere while the merge ran stays as it is;
+                # a commit, or an edit of a file the merge changes, means running it again.
+                clash = sorted(set(home.dirty_paths()) & {*out.changed, *out.withheld})
+                if home.repo.head.commit.hexsha != old or clash:
+                    why = f"you edited {', '.join(clash[:3])}" if clash else "a commit was made"
+                    raise UserError(f"{home.root} changed while the merge ran ({why}); run agentd merge again")
+                gitops.move_branch(home, branch, old, new, withheld=out.held_text)
                 gitops.remember_last(home, branch, old, new, merge_id)
+                if out.withheld:
+                    record_withheld(home, {**withheld(home), **out.withheld}, tell=False)  # the report tells
             out.commit = new
         finally:
             gitops.drop_worktree(home)
@@ -137,11 +149,20 @@ def merge_home(
     return out
 
 
+def _window(home: Home) -> int | None:
+    from agentd.config import load_config
+
+    try:
+        return load_config(home.root).engine.context_window()
+    except (UserError, HomeError, ValueError):
+        return None
+
+
 def _is_ancestor(root: Path, a: str, b: str) -> bool:
     return subprocess.run(["git", "merge-base", "--is-ancestor", a, b], cwd=root, capture_output=True).returncode == 0
 
 
-def _build(home: Home, wt: Path, out: MergeOutcome, *, engine: ChatEngine | None, now: datetime) -> str:
+def _build(home: Home, wt: Path, out: MergeOutcome, *, engine: ChatEngine | None, now: datetime, context_window: int | None = None) -> str:
     """Merge in the worktree and commit; returns the merge commit."""
     env = gitops.identity_env(AGENT)
     if attributes_missing(wt):
@@ -150,7 +171,8 @@ def _build(home: Home, wt: Path, out: MergeOutcome, *, engine: ChatEngine | None
         git(wt, "commit", "-q", "--no-verify", "-m", "merge: merge drivers for each kind of file (.gitattributes)", env=env)
     log = gitops.state_dir(home) / "drivers.jsonl"
     log.unlink(missing_ok=True)
-    out.unrelated = not _has_base(wt, out.theirs)
+    out.base = git(wt, "merge-base", "HEAD", out.theirs, check=False).strip().split("\n")[0]
+    out.unrelated = not out.base
     git(wt, "merge", "--no-ff", "--no-commit", "--allow-unrelated-histories", "-q", gitops.THEIRS_REF, env={**env, LOG_ENV: str(log)}, check=False)
     if not (wt / ".git").exists() or gitops.rev(wt, "MERGE_HEAD") is None:
         raise HomeError(f"git could not start the merge of {out.source} in {wt}")
@@ -162,14 +184,20 @@ def _build(home: Home, wt: Path, out: MergeOutcome, *, engine: ChatEngine | None
             out.conflicts.append(Conflict(item.path, "the file", item.ours, item.theirs))
         out.files.setdefault(item.path, kind_of(item.path))
         gitops.settle(wt, item)
-    _merge_memory(wt, out, engine)
+    _merge_memory(wt, out, engine, context_window)
     _keep_identity(wt, out.ours)
     _recompile_wiki(wt, out, engine)
-    if out.conflicts or out.contradictions:
-        out.report = f"outbox/merge-{out.merge_id}.md"
-        atomic_write(wt / out.report, report_text(out, _suggestions(out, engine)))
     git(wt, "add", "-A")
-    out.changed = [p for p in git(wt, "diff", "--cached", "--name-only", "-z", "HEAD").split("\0") if p]
+    # The merge writes new text (merged memory, wiki pages, the report): it passes the
+    # home's own secret scan, and what holds a credential stays out of the commit.
+    _withhold(home, wt, out, _staged(wt))
+    if out.conflicts or out.contradictions or out.withheld:
+        out.report = f"outbox/merge-{out.merge_id}.md"
+        mask = SecretGuard.for_home(wt).mask
+        atomic_write(wt / out.report, mask(report_text(out, _suggestions(out, engine))))
+        git(wt, "add", "--", out.report)
+        _withhold(home, wt, out, [out.report])
+    out.changed = _staged(wt)
     _count_lines(wt, out)
     message = f"merge: {out.source} merged into this home\n\n{out.summary()}\n\n" + "\n".join(f"{k}: {v}" for k, v in out.trailers().items()) + "\n"
     git(wt, "commit", "-q", "--no-verify", "--allow-empty", "-F", "-", env=env, data=message)
@@ -178,8 +206,23 @@ def _build(home: Home, wt: Path, out: MergeOutcome, *, engine: ChatEngine | None
     return new
 
 
-def _has_base(wt: Path, theirs: str) -> bool:
-    return bool(git(wt, "merge-base", "HEAD", theirs, check=False).strip())
+def _staged(wt: Path) -> list[str]:
+    return [p for p in git(wt, "diff", "--cached", "--name-only", "-z", "HEAD").split("\0") if p]
+
+
+def _withhold(home: Home, wt: Path, out: MergeOutcome, paths: list[str]) -> None:
+    """Scan ``paths`` as the home's commits are scanned; a file with a credential keeps this home's
+    version in the merge commit (or none), its merged text goes to the working tree, uncommitted."""
+    probe = Home(wt)
+    probe.pre_commit = home.pre_commit
+    for rel, findings in find_secrets(probe, [p for p in paths if (wt / p).is_file()]).items():
+        out.withheld[rel] = findings
+        out.held_text[rel] = (wt / rel).read_bytes().decode("utf-8", errors="surrogateescape")
+        if gitops.show(wt, "HEAD", rel) is None:
+            git(wt, "rm", "-q", "--cached", "--", rel)
+            (wt / rel).unlink()
+        else:
+            git(wt, "checkout", "HEAD", "--", rel)
 
 
 def _records(log: Path) -> list[dict[str, Any]]:
@@ -188,14 +231,14 @@ def _records(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _merge_memory(wt: Path, out: MergeOutcome, engine: ChatEngine | None) -> None:
+def _merge_memory(wt: Path, out: MergeOutcome, engine: ChatEngine | None, window: int | None) -> None:
     """The merge wake, per memory file both sides changed; the union stays where the model's answer fails."""
     for path, kind in sorted(out.files.items()):
         if kind != "memory" or not (wt / path).is_file():
             continue
         ours = gitops.show(wt, "HEAD", path) or ""
         theirs = gitops.show(wt, out.theirs, path) or ""
-        result = merge_memory(path, ours, theirs, _read(wt / path), engine)
+        result = merge_memory(path, ours, theirs, _read(wt / path), engine, context_window=window)
         out.memory.append(result)
         atomic_write(wt / path, result.text)
 
@@ -215,6 +258,7 @@ def _count_lines(wt: Path, out: MergeOutcome) -> None:
     for path in sorted(paths):
         ours = set(content_lines(gitops.show(wt, out.ours, path) or ""))
         theirs = set(content_lines(gitops.show(wt, out.theirs, path) or ""))
+        base = {x.strip() for x in content_lines(gitops.show(wt, out.base, path) or "")} if out.base else set()
         out.lines_ours += len(ours)
         out.lines_theirs += len(theirs)
         if not (wt / path).is_file():
@@ -222,10 +266,13 @@ def _count_lines(wt: Path, out: MergeOutcome) -> None:
         now = {x.strip() for x in content_lines(_read(wt / path))}
         sides = {x.strip() for x in ours | theirs}
         kept = {x for x in sides if x in now}
+        # In the base and gone from one side: deleted on purpose, not lost.
+        deleted = {x for x in sides - now if x in base and (x not in {y.strip() for y in ours} or x not in {y.strip() for y in theirs})}
         out.lines_kept += len(kept)
+        out.lines_deleted += len(deleted)
         accounted = folded[path].folded if path in folded else 0
         out.lines_folded += accounted
-        out.lines_lost += len(sides) - len(kept) - accounted
+        out.lines_lost += len(sides) - len(kept) - len(deleted) - accounted
 
 
 def _recompile_wiki(wt: Path, out: MergeOutcome, engine: ChatEngine | None) -> None:

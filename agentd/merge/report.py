@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from agentd.merge.kinds import Conflict
 from agentd.merge.wake import MemoryMerge
+from agentd.secrets import Finding
 
 
 @dataclass
@@ -17,6 +18,7 @@ class MergeOutcome:
     source: str  # the other home, as given
     ours: str = ""  # the commit merged into
     theirs: str = ""  # the other home's commit
+    base: str = ""  # their common ancestor ("" for unrelated homes)
     files: dict[str, str] = field(default_factory=dict)  # path → kind, for files both sides changed
     conflicts: list[Conflict] = field(default_factory=list)
     memory: list[MemoryMerge] = field(default_factory=list)
@@ -24,7 +26,10 @@ class MergeOutcome:
     lines_theirs: int = 0
     lines_kept: int = 0  # lines of either side found word for word in the merged file
     lines_folded: int = 0  # lines the model folded into another line, each accounted for
+    lines_deleted: int = 0  # lines of the base one side deleted (and the other left as they were): deleted on purpose
     lines_lost: int = 0  # lines of either side in neither: 0, or the merge is wrong
+    withheld: dict[str, list[Finding]] = field(default_factory=dict)  # path → findings: left out of the commit
+    held_text: dict[str, str] = field(default_factory=dict)  # path → the merged text, for the working tree
     changed: list[str] = field(default_factory=list)  # every path the merge changes in this home
     wiki_pending: list[str] = field(default_factory=list)  # sources no model compiled yet
     commit: str | None = None
@@ -43,19 +48,23 @@ class MergeOutcome:
             "Lines-Theirs": str(self.lines_theirs),
             "Lines-Kept": str(self.lines_kept),
             "Lines-Merged": str(self.lines_folded),
+            "Lines-Deleted": str(self.lines_deleted),
             "Contradictions": str(len(self.contradictions)),
             "Conflicts-For-Person": str(len(self.conflicts)),
+            "Withheld-For-Credentials": str(len(self.withheld)),
         }
 
     def summary(self) -> str:
         """One paragraph: what was merged and what waits for the person."""
         text = (
             f"merged {self.source} ({len(self.changed)} files changed, {len(self.files)} of them on both sides; "
-            f"memory: {self.lines_ours} + {self.lines_theirs} lines, {self.lines_kept} kept, {self.lines_folded} folded by the model)"
+            f"memory: {self.lines_ours} + {self.lines_theirs} lines, {self.lines_kept} kept, {self.lines_folded} folded by the model, {self.lines_deleted} deleted on one side)"
         )
         if self.contradictions:
             text += f"; {len(self.contradictions)} contradictions found"
-        if self.conflicts or self.contradictions:
+        if self.withheld:
+            text += f"; left out of git for a credential: {', '.join(sorted(self.withheld))}"
+        if self.conflicts or self.contradictions or self.withheld:
             text += f"; waiting for the person: {self.report}"
         if self.wiki_pending:
             text += f"; wiki sources to compile: {', '.join(self.wiki_pending)}"
@@ -82,6 +91,12 @@ def report_text(out: MergeOutcome, suggestions: dict[str, str]) -> str:
         lines.append("")
         if c.path in suggestions:
             lines += ["Suggested merge (the model's; not applied):", "", _fence(suggestions[c.path]), ""]
+    if out.withheld:
+        lines += ["## Left out of git: a credential", "", "The merged version of these files looks like it holds a credential. The merge commit",
+                  "keeps this home's version (or none); the merged one is in your working tree, uncommitted,",
+                  "and is committed as your edit once the credential is removed.", ""]
+        lines += [f"- `{rel}:{line}` ({kind})" for rel, fs in sorted(out.withheld.items()) for _, line, kind in fs]
+        lines.append("")
     if out.contradictions:
         lines += ["## Contradictions in memory", "", "Both lines were kept; at most one of them is true.", ""]
         lines += [f"- `{path}`: {a!r} vs {b!r}" for path, a, b in out.contradictions]
@@ -127,4 +142,24 @@ def plan_lines(out: MergeOutcome) -> list[str]:
         f"memory lines: {out.lines_ours} ours, {out.lines_theirs} theirs, {out.lines_kept} kept, {out.lines_lost} lost; "
         f"{len(out.conflicts)} conflicts for the person"
     )
+    return lines
+
+
+def outcome_lines(out: MergeOutcome, *, dry_run: bool = False) -> list[str]:
+    """What `agentd merge` prints (and the daemon answers it): the commit, rejections, withheld files, the report."""
+    if out.up_to_date:
+        return [f"{out.source} is already merged into this home; nothing to do"]
+    if dry_run:
+        return [*plan_lines(out), "(dry run: nothing was changed)"]
+    lines = [f"merge commit {out.commit[:10] if out.commit else '?'}: {out.summary()}"]
+    for m in out.memory:
+        if m.rejected:
+            lines.append(f"  {m.path}: the model's merge was rejected ({m.rejected}); the union of both sides was kept")
+        elif m.chunks > 1:
+            lines.append(f"  {m.path}: too large for the engine's context window; merged in {m.chunks} parts")
+    for rel, findings in sorted(out.withheld.items()):
+        where = ", ".join(f"line {line} ({kind})" for _, line, kind in findings[:3])
+        lines.append(f"  {rel}: left out of the merge commit, it looks like a credential ({where}); the merged text is in the working tree")
+    if out.report:
+        lines.append(f"for you: {out.report} ({len(out.conflicts)} conflicts, {len(out.contradictions)} contradictions)")
     return lines

@@ -89,6 +89,11 @@ class Service:
         """On the worker, just before the wake: the event to run, or why not."""
         return event
 
+    def run(self, event: Event) -> WakeResult | None:
+        """On the worker, in place of the model wake: a service whose events are another kind of
+        work (a merge) does it here and says how it went; None (the default) wakes the model."""
+        return None
+
     def finished(self, event: Event, outcome: Outcome) -> None:
         """On the worker, once per published event that was taken from the queue."""
 

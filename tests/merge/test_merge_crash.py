@@ -61,6 +61,18 @@ def test_a_crash_after_the_branch_moved_is_finished_by_recovery(forked: Pair) ->
     assert "Passport expires in May" in (home.root / "memory/topics/travel.md").read_text()
 
 
+def test_a_crash_after_the_branch_moved_still_puts_the_withheld_text_in_the_working_tree(forked: Pair) -> None:
+    old, new = merged_then_rewound(forked)
+    ours = forked.ours
+    held = {"memory/topics/people.md": "# people\n- the merged text that held a credential\n"}
+    gitops._write_state(ours, gitops.PENDING, {"branch": "main", "old": old, "new": new, "withheld": held})
+    git(ours.root, "update-ref", "refs/heads/main", new, old)  # killed before the files followed
+    home = settled(ours.root)
+    assert home.repo.head.commit.hexsha == new
+    assert (home.root / "memory/topics/people.md").read_text() == held["memory/topics/people.md"]
+    assert "memory/topics/people.md" in home.dirty_paths()  # uncommitted, as the merge left it
+
+
 def test_merge_sigkilled_at_random_points_is_before_or_merged_and_fsck_clean(forked: Pair, tmp_path: Path) -> None:
     ours, theirs = forked.ours, forked.theirs
     old = ours.repo.head.commit.hexsha
