@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from agentd import __version__
+from agentd import __version__, identity
 from agentd.commands import (
     approvals,
     background,
@@ -24,7 +24,7 @@ from agentd.commands import (
     wakes,
 )
 from agentd.errors import AgentdError, UserError
-from agentd.home import Home, resolve_home_path
+from agentd.home import Home, is_home, resolve_home_path
 from agentd.template import init_home
 from engine.errors import EngineError, EngineStartError
 
@@ -90,13 +90,20 @@ def cli(ctx: click.Context, home: str | None) -> None:
 @click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
 @pass_ctx
 def init(c: Context, path: Path | None) -> None:
-    """Create a new home: the template files, git init, one commit.
+    """Create a new home: the template files, git init, one commit (and the agent's id in agent.yaml).
+
+    On a home copied from another one (same id), gives the copy an id of its own.
 
     \b
     Example:
       agentd init ~/agent
     """
-    home = init_home(path or c.path)
+    target = (path or c.path).expanduser().absolute()
+    renewed = identity.init_existing(target) if is_home(target) else None
+    if renewed is not None:
+        click.echo(renewed)
+        return
+    home = init_home(target)
     click.echo(f"created a home at {home.root}")
     click.echo(f"next: edit {home.root / 'USER.md'}, then: agentd --home {home.root} say 'hello'")
 
@@ -425,6 +432,8 @@ def pool_group() -> None:
     \b
     agentd pool start --replicas 3          # 3 embedded llama.cpp replicas, consistent hash on X-Session-ID
     agentd pool start --replicas 2 --backend vllm --model Qwen/Qwen3-8B   # one GPU each
+    agentd pool start --backend vllm --model Qwen/Qwen3-8B --api-key-env POOL_KEY \\
+        --remote http://gpu1:8000 --remote http://gpu2:8000    # servers on other machines
     agentd pool status
     agentd pool stop
     """
@@ -434,15 +443,18 @@ _POOL_DIR = click.option("--dir", "root", type=click.Path(path_type=Path), defau
 
 
 @pool_group.command("start")
-@click.option("--replicas", type=click.IntRange(1), required=True)
+@click.option("--replicas", type=click.IntRange(0), default=0, help="local replicas this pool starts and supervises")
 @click.option("--backend", default="llamacpp", show_default=True, help="the replicas' engine (a supervised backend)")
 @click.option("--model", default="smollm2", show_default=True)
 @click.option("--policy", default="consistent_hash", show_default=True, help="vllm-router's --policy")
 @click.option("--option", "options", multiple=True, help="a backend option, name=value (e.g. n_ctx=4096)")
+@click.option("--remote", multiple=True, help="a replica already running elsewhere, by URL (http://HOST:PORT); repeat for more")
+@click.option("--api-key-env", default=None, help="take the pool's key from this variable (remote replicas must accept it)")
 @_POOL_DIR
-def pool_start(replicas: int, backend: str, model: str, policy: str, options: tuple[str, ...], root: Path | None) -> None:
+def pool_start(replicas: int, backend: str, model: str, policy: str, options: tuple[str, ...], remote: tuple[str, ...],
+               api_key_env: str | None, root: Path | None) -> None:
     """Start the replicas and the router in the background; restarted on crash until `agentd pool stop`."""
-    click.echo(pool.start(replicas, backend, model, policy, options, root))
+    click.echo(pool.start(replicas, backend, model, policy, options, root, remote=remote, api_key_env=api_key_env))
 
 
 @pool_group.command("stop")

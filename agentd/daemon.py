@@ -18,7 +18,7 @@ import time
 from datetime import datetime
 from typing import Any, TypeVar
 
-from agentd import sandbox
+from agentd import identity, sandbox
 from agentd.config import Config, load_config
 from agentd.errors import AgentdError, SecretError, SourceError
 from agentd.events import Event, WakeResult
@@ -188,6 +188,7 @@ class Daemon:
         if self._agent.refresh_prefix("cold start" if compiler.prefix is None else None):
             log.info("new epoch at start: %s", compiler.epoch_cause)
         self._tell_sandbox()
+        self._tell_copy()
         for service in self.services:
             service.start()
         self.need_warmup = "daemon started"
@@ -203,6 +204,16 @@ class Daemon:
             return
         log.warning("%s", missing)
         self.notices.tell("sandbox-missing", missing)
+
+    def _tell_copy(self) -> None:
+        """Once at start: a copied home shares its original's id, so a pool would route both as one agent."""
+        assert self._config is not None
+        copy = identity.check(self.home, self._config.id)
+        if copy is None:
+            self.notices.forget("home-copied")
+            return
+        log.warning("%s", copy.notice(self.home.root))
+        self.notices.tell("home-copied", copy.notice(self.home.root))
 
     def _recover(self) -> None:
         """Undo an unfinished wake, then commit whatever else is uncommitted."""

@@ -21,6 +21,7 @@ from agentd.config import CONFIG_FILE, set_values
 from agentd.errors import HomeError, UserError
 from agentd.fileio import atomic_write, file_lock
 from agentd.home import AGENT, Home, is_home
+from agentd.identity import new_agent_id
 from agentd.merge import gitops
 from agentd.merge.attributes import ATTRIBUTES, attributes_missing, install_drivers, with_attributes
 from agentd.merge.driver import LOG_ENV
@@ -33,10 +34,6 @@ from engine.errors import EngineError
 from engine.types import ChatEngine, ChatResult, Usage
 
 IdSource = Callable[[], str]
-
-
-def new_agent_id() -> str:
-    return "agentd-" + os.urandom(8).hex()
 
 
 def new_merge_id() -> str:
