@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -48,7 +48,7 @@ def test_the_warm_up_lands_on_the_replica_that_serves_the_home(pool: PoolState, 
     warmed = [url for url, (queries, _) in per_replica(root).items() if queries]
     assert len(warmed) == 1, ("the warm-up reached one replica", per_replica(root))
     before = per_replica(root)[warmed[0]]
-    wake(agent, Event("message", "hello there", datetime(2026, 11, 29, 10, tzinfo=timezone.utc), name="m1", source="inbox/m1.md"))
+    wake(agent, Event("message", "hello there", datetime(2026, 11, 29, 10, tzinfo=UTC), name="m1", source="inbox/m1.md"))
     after = per_replica(root)
     assert [url for url, (queries, _) in after.items() if queries] == warmed, ("the wake went where the warm-up went", after)
     assert after[warmed[0]][1] - before[1] >= 0.9 * before[0], "and found the prefix the warm-up left there"
