@@ -334,9 +334,20 @@ class Daemon:
     def _wake(self, event: Event) -> WakeResult:
         self._rollover_day()
         assert self._agent is not None
+        started = time.time()
         result = wake(self._agent, event)
         self._after_wake(event, result)
+        self._tell_moved(event, started)
         return result
+
+    def _tell_moved(self, event: Event, since: float) -> None:
+        """Behind a pool, a wake whose prefix was found on no replica was moved (one failed, or the pool changed)."""
+        assert self._agent is not None
+        if not any(r["cache_break"] == "replica-moved" for r in self._agent.ledger.rows(since)):
+            return
+        self.notices.forget("replica-moved")  # each move is news: told every time it happens
+        self.notices.tell("replica-moved", f"The engine pool moved this agent to another replica during wake {event.label} "
+                          "(a replica failed or the pool changed); its prefix was computed again there.")
 
     def _after_wake(self, event: Event, result: WakeResult) -> None:
         cached = "n/a" if result.cached_percent is None else f"{result.cached_percent:.0f}%"
