@@ -195,6 +195,9 @@ def status(c: Context, as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2, default=str))
         return
     click.echo(f"home      {report['home']}")
+    a = report["agent"]
+    copy = f" (a copy of {a['copy_of']}: agentd init {report['home']} gives it its own)" if a["copy_of"] else ""
+    click.echo(f"agent id  {a['id']}{copy}")
     d = report["daemon"]
     click.echo(f"daemon    {'running, pid {}, up {}'.format(d['pid'], d['uptime']) if d else 'not running'}")
     e = report["engine"]

@@ -20,6 +20,7 @@ def test_init_writes_an_id_committed_in_agent_yaml_and_used_as_the_session_key(h
     agent_id = load_config(home.root).id
     assert agent_id and agent_id.startswith("agentd-")
     assert session_key(home) == agent_id
+    assert f"agent id  {agent_id}\n" in CliRunner().invoke(cli, ["--home", str(home.root), "status"]).output
     assert f"id: {agent_id}" in git(home.root, "show", "HEAD:agent.yaml"), "committed, so it follows the home"
     assert git(home.root, "status", "--porcelain").strip() == ""
     other = init_home(tmp_path / "other")
@@ -43,6 +44,8 @@ def test_a_copied_home_is_told_apart_and_init_gives_it_its_own_id(home: Home, tm
     found = identity.check(copy, agent_id)
     assert found is not None and found.original == home.root and found.id == agent_id
     assert f"agentd init {copy.root}" in found.notice(copy.root)
+    status = CliRunner().invoke(cli, ["--home", str(copy.root), "status"]).output
+    assert f"agent id  {agent_id} (a copy of {home.root}: agentd init {copy.root} gives it its own)" in status, status
     result = CliRunner().invoke(cli, ["init", str(copy.root)])
     assert result.exit_code == 0, result.output
     assert f"was a copy of {home.root}" in result.output
