@@ -120,3 +120,33 @@ def pool_env_free_port() -> int:
     from engine.supervisor import free_port
 
     return free_port()
+
+
+@pytest.mark.engine
+def test_a_remote_llamacpp_server_keeps_its_homes_prefixes_beside_a_local_replica(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.engine.conftest import have_embedded_engine
+
+    if not have_embedded_engine():
+        pytest.skip("the embedded engine is not installed (pip install -e '.[cpu]')")
+    monkeypatch.setenv("POOL_KEY", KEY)
+    settings = EngineSettings("llamacpp", "smollm2", options={"n_ctx": 2048})
+    elsewhere = EngineSupervisor(settings, tmp_path / "elsewhere", health_timeout=300, backend=ReplicaBackend(backend_class("llamacpp")(), 0))
+    base = elsewhere.start(api_key=KEY).url.removesuffix("/v1")
+    root = tmp_path / "pool"
+    try:
+        state = start_pool(PoolSpec(1, "llamacpp", "smollm2", "consistent_hash", {"n_ctx": 2048}, [base], "POOL_KEY"), root, timeout=300)
+        prefix = {"role": "system", "content": "You keep the person's notes in Markdown files. " * 30}
+        for home in (f"home-{i}" for i in range(12)):  # until both have served a home (1 in 2 each)
+            c = OpenAIClient(state.router_url, state.api_key, "smollm2", session_key=home, backoff=0.05)
+            c.chat([prefix, {"role": "user", "content": f"{home}: first"}], max_tokens=1, extra_body={"cache_prefix_messages": 1})
+            again = c.chat([prefix, {"role": "user", "content": f"{home}: second"}], max_tokens=1, extra_body={"cache_prefix_messages": 1})
+            c.close()
+            assert again.usage.cached_tokens is not None and again.usage.cached_tokens > 0.8 * again.usage.prompt_tokens - 20
+            if all(r.get("prefix_cache_queries_tokens") for r in pool_status(root)["replicas"]):
+                break
+        rows = {r["name"]: r for r in pool_status(root)["replicas"]}
+        assert rows["remote-0"]["healthy"] and rows["remote-0"]["prefix_cache_queries_tokens"] > 0, "the remote server served homes"
+        assert rows["replica-0"]["prefix_cache_queries_tokens"] > 0, "and so did the local one"
+    finally:
+        stop_pool(root)
+        elsewhere.stop(grace=5.0)
