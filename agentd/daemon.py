@@ -18,7 +18,7 @@ import time
 from datetime import datetime
 from typing import Any, TypeVar
 
-from agentd import sandbox
+from agentd import identity, sandbox
 from agentd.config import Config, load_config
 from agentd.errors import AgentdError, SecretError, SourceError
 from agentd.events import Event, WakeResult
@@ -192,6 +192,7 @@ class Daemon:
         if self._agent.refresh_prefix("cold start" if compiler.prefix is None else None):
             log.info("new epoch at start: %s", compiler.epoch_cause)
         self._tell_sandbox()
+        self._tell_copy()
         for service in self.services:
             service.start()
         self.need_warmup = "daemon started"
@@ -207,6 +208,16 @@ class Daemon:
             return
         log.warning("%s", missing)
         self.notices.tell("sandbox-missing", missing)
+
+    def _tell_copy(self) -> None:
+        """Once at start: a copied home shares its original's id, so a pool would route both as one agent."""
+        assert self._config is not None
+        copy = identity.check(self.home, self._config.id)
+        if copy is None:
+            self.notices.forget("home-copied")
+            return
+        log.warning("%s", copy.notice(self.home.root))
+        self.notices.tell("home-copied", copy.notice(self.home.root))
 
     def _recover(self) -> None:
         """Undo an unfinished wake, then commit whatever else is uncommitted."""
@@ -327,9 +338,20 @@ class Daemon:
     def _wake(self, event: Event, owner: Service) -> WakeResult:
         self._rollover_day()
         assert self._agent is not None
+        started = time.time()
         result = owner.run(event) or wake(self._agent, event)
         self._after_wake(event, result)
+        self._tell_moved(event, started)
         return result
+
+    def _tell_moved(self, event: Event, since: float) -> None:
+        """Behind a pool, a wake whose prefix was found on no replica was moved (one failed, or the pool changed)."""
+        assert self._agent is not None
+        if not any(r["cache_break"] == "replica-moved" for r in self._agent.ledger.rows(since)):
+            return
+        self.notices.forget("replica-moved")  # each move is news: told every time it happens
+        self.notices.tell("replica-moved", f"The engine pool moved this agent to another replica during wake {event.label} "
+                          "(a replica failed or the pool changed); its prefix was computed again there.")
 
     def _after_wake(self, event: Event, result: WakeResult) -> None:
         cached = "n/a" if result.cached_percent is None else f"{result.cached_percent:.0f}%"

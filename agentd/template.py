@@ -8,8 +8,11 @@ from pathlib import Path
 
 import git
 
+from agentd.config import CONFIG_FILE
 from agentd.errors import AgentdError, HomeError
+from agentd.fileio import atomic_write
 from agentd.home import AGENT, RUNTIME_DIR, Home, is_home
+from agentd.identity import new_agent_id, record, with_id
 from agentd.merge.attributes import install_drivers
 from agentd.secrets import install_hook
 
@@ -68,10 +71,14 @@ def _populate_home(path: Path, src: Path) -> Home:
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(item, target)
+    config = path / CONFIG_FILE
+    agent_id = new_agent_id()
+    atomic_write(config, with_id(config.read_text(encoding="utf-8"), agent_id, config))
     (path / RUNTIME_DIR).mkdir(exist_ok=True)
     git.Repo.init(path, initial_branch="main")
     install_hook(path)
     install_drivers(path)
     home = Home(path)
     home.commit("home: created by agentd init", identity=AGENT, all_changes=True)
+    record(home, agent_id)
     return home

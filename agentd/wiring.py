@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
-from agentd.config import Config
+from agentd.config import Config, load_config
 from agentd.context import ContextCompiler, IdSource, build_prefix, random_id
 from agentd.errors import SourceError
 from agentd.home import Home
@@ -45,9 +45,11 @@ def timezone_of(config: Config) -> tzinfo:
 def session_key(home: Home, config: Config | None = None) -> str:
     """A stable, non-secret key per agent, so cache-aware routers keep it on one replica.
 
-    agent.yaml's ``id`` when set (a fork gets its own), else derived from the home's path.
+    agent.yaml's ``id`` (``agentd init`` writes one, a fork gets its own: see :mod:`agentd.identity`),
+    else, for a home made before ids, derived from the home's path.
     """
-    if config is not None and config.id:
+    config = config if config is not None else load_config(home.root)
+    if config.id:
         return config.id
     return "agentd-" + hashlib.sha256(str(home.root).encode()).hexdigest()[:16]
 

@@ -4,7 +4,9 @@
 N replicas (any supervised backend; each an :class:`EngineSupervisor` of its own) and vllm-router
 in front, records the pool in ``pool.json`` and keeps every process alive until SIGTERM. The pool
 lives in one directory per machine (``$XDG_DATA_HOME/agentd/pool``), so many homes share it
-through ``engine.backend: pool``.
+through ``engine.backend: pool``. Replicas already running elsewhere (any OpenAI-compatible server,
+e.g. ``vllm serve`` on another machine) join by URL: the router gets them as workers beside the
+local ones, and the pool watches their health but supervises only its own.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class PoolSpec:
     model: str = "smollm2"
     policy: str = "consistent_hash"
     options: dict[str, Any] = field(default_factory=dict)  # the backend's own, as in agent.yaml's engine.<backend>
+    remote: list[str] = field(default_factory=list)  # replicas on other machines, by URL; not supervised here
+    api_key_env: str | None = None  # the pool's key from this variable (remote replicas must accept it), else a random one
 
 
 @dataclass
@@ -64,10 +68,33 @@ class PoolState:
     api_key: str
     router_url: str = ""  # ending in /v1; empty until the pool is ready
     replica_urls: list[str] = field(default_factory=list)
+    remote_urls: list[str] = field(default_factory=list)  # ending in /v1, as given by --remote
 
     @property
     def ready(self) -> bool:
         return bool(self.router_url)
+
+
+def remote_url(url: str) -> str:
+    """A remote replica's URL as the router wants it (no ``/v1``); a malformed one is one clear line."""
+    base = url.strip().rstrip("/").removesuffix("/v1").rstrip("/")
+    scheme, sep, rest = base.partition("://")
+    if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+        raise BackendMissing(f"remote replica {url!r}: expected http://HOST:PORT (an OpenAI-compatible server, e.g. vllm serve)")
+    return base
+
+
+def check_remote(urls: list[str], timeout: float = 5.0) -> None:
+    """Each remote replica answers ``GET /health`` (the only thing the router asks of it), else say which."""
+    import httpx
+
+    for url in urls:
+        try:
+            ok = httpx.get(url + "/health", timeout=timeout).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        if not ok:
+            raise BackendMissing(f"remote replica {url} does not answer GET /health: start it, or leave it out of --remote")
 
 
 def router_command() -> list[str]:
@@ -122,8 +149,9 @@ class Pool:
     """The replicas and the router, each under its own supervisor (``root/replica-N``, ``root/router``)."""
 
     def __init__(self, root: Path, spec: PoolSpec, *, health_timeout: float = 300.0, backoff: float = 1.0) -> None:
-        if spec.replicas < 1:
-            raise BackendMissing("a pool needs at least one replica (--replicas N)")
+        if spec.replicas < 0 or spec.replicas + len(spec.remote) < 1:
+            raise BackendMissing("a pool needs at least one replica (--replicas N, or --remote URL)")
+        self.remote = [remote_url(u) for u in spec.remote]
         if spec.policy not in POLICIES:
             raise BackendMissing(f"unknown router policy {spec.policy!r} (one of {', '.join(POLICIES)})")
         self.root = root
@@ -132,7 +160,8 @@ class Pool:
         if not inner.supervised:
             raise BackendMissing(f"backend {spec.backend} is not one agentd runs; a pool's replicas must be (llamacpp, vllm)")
         settings = _settings(spec)
-        inner.check(settings)  # not installed, no model: said before anything starts
+        if spec.replicas:
+            inner.check(settings)  # not installed, no model: said before anything starts
         self.replicas = [
             EngineSupervisor(settings, root / f"replica-{i}", health_timeout=health_timeout, backoff=backoff, backend=ReplicaBackend(inner, i))
             for i in range(spec.replicas)
@@ -143,9 +172,10 @@ class Pool:
 
     def start(self, api_key: str, on_event: Any = None) -> PoolState:
         router_command()  # before anything starts: a missing router says how to install it
-        with ThreadPoolExecutor(max_workers=len(self.replicas)) as ex:
+        check_remote(self.remote)
+        with ThreadPoolExecutor(max_workers=max(1, len(self.replicas))) as ex:
             infos = list(ex.map(lambda s: s.start(api_key=api_key), self.replicas))
-        urls = [i.url.removesuffix("/v1") for i in infos]
+        urls = [i.url.removesuffix("/v1") for i in infos] + self.remote
         self.router = EngineSupervisor(
             EngineSettings("vllm-router", "router"), self.root / "router",
             health_timeout=60.0, backoff=self.backoff, backend=RouterBackend(urls, self.spec.policy),
@@ -155,7 +185,8 @@ class Pool:
             sup.on_event = on_event
             sup.start_monitor()
         proc = psutil.Process()
-        return PoolState(asdict(self.spec), proc.pid, proc.create_time(), api_key, router.url, [i.url for i in infos])
+        return PoolState(asdict(self.spec), proc.pid, proc.create_time(), api_key, router.url, [i.url for i in infos],
+                         [u + "/v1" for u in self.remote])
 
     def stop(self) -> None:
         for sup in [self.router, *self.replicas]:
@@ -204,12 +235,16 @@ def start_pool(spec: PoolSpec, root: Path | None = None, *, timeout: float = 600
     running = load_state(root)
     if running is not None:
         raise BackendMissing(f"a pool already runs from {root} (pid {running.pid}): agentd pool stop first")
-    Pool(root, spec)  # bad arguments and a missing backend or router fail here, in this process
+    pool = Pool(root, spec)  # bad arguments and a missing backend or router fail here, in this process
     router_command()
+    check_remote(pool.remote)
+    if spec.api_key_env and not os.environ.get(spec.api_key_env):
+        raise BackendMissing(f"--api-key-env {spec.api_key_env}: that variable is not set")
     root.mkdir(parents=True, exist_ok=True)
     (root / STATE).unlink(missing_ok=True)
     argv = [sys.executable, "-m", "engine.pool", "run", "--dir", str(root), "--replicas", str(spec.replicas),
-            "--backend", spec.backend, "--model", spec.model, "--policy", spec.policy, "--options", json.dumps(spec.options)]
+            "--backend", spec.backend, "--model", spec.model, "--policy", spec.policy, "--options", json.dumps(spec.options),
+            *(a for u in spec.remote for a in ("--remote", u)), *(("--api-key-env", spec.api_key_env) if spec.api_key_env else ())]
     with open(root / LOG, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
@@ -257,11 +292,13 @@ def pool_status(root: Path | None = None) -> dict[str, Any]:
         return {"running": False, "dir": str(root)}
     out: dict[str, Any] = {"running": True, "dir": str(root), "pid": state.pid, "router": state.router_url,
                            "policy": state.spec["policy"], "backend": state.spec["backend"], "model": state.spec["model"], "replicas": []}
-    for name, url in [("router", state.router_url), *((f"replica-{i}", u) for i, u in enumerate(state.replica_urls))]:
+    rows = [("router", state.router_url), *((f"replica-{i}", u) for i, u in enumerate(state.replica_urls)),
+            *((f"remote-{i}", u) for i, u in enumerate(state.remote_urls))]
+    for name, url in rows:
         client = OpenAIClient(url, state.api_key, state.spec["model"])
         try:
             healthy = client.health()
-            row: dict[str, Any] = {"name": name, "url": url, "healthy": healthy}
+            row: dict[str, Any] = {"name": name, "url": url, "healthy": healthy, "remote": name.startswith("remote-")}
             text = client.metrics_text() if healthy and name != "router" else None
             if text:
                 row.update(prefix_cache_counters(text))
@@ -325,9 +362,10 @@ def run(root: Path, spec: PoolSpec) -> None:
 
     pool = Pool(root, spec)
     try:
-        state = pool.start(secrets.token_urlsafe(24), on_event=event)
+        key = os.environ.get(spec.api_key_env or "") or secrets.token_urlsafe(24)
+        state = pool.start(key, on_event=event)
         save_state(root, state)
-        event("pool ready", f"{spec.replicas} x {spec.backend} {spec.model} behind {state.router_url} ({spec.policy})")
+        event("pool ready", f"{spec.replicas} x {spec.backend} {spec.model} and {len(spec.remote)} remote behind {state.router_url} ({spec.policy})")
         done.wait()
     except EngineError as e:
         event("pool failed", str(e))
@@ -347,8 +385,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default="smollm2")
     p.add_argument("--policy", default="consistent_hash")
     p.add_argument("--options", default="{}", help="the backend's options as JSON")
+    p.add_argument("--remote", action="append", default=[], help="a replica on another machine, by URL")
+    p.add_argument("--api-key-env", default=None)
     a = p.parse_args(argv)
-    run(a.dir, PoolSpec(a.replicas, a.backend, a.model, a.policy, json.loads(a.options)))
+    run(a.dir, PoolSpec(a.replicas, a.backend, a.model, a.policy, json.loads(a.options), a.remote, a.api_key_env))
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def test_openai_backend_without_url_is_a_config_error(home: Home) -> None:
     path = home.root / "agent.yaml"
     path.write_text(path.read_text().replace("backend: llamacpp", "backend: openai"))
     for args in (["status"], ["engine", "start"], ["say", "hi"]):
-        assert failed_cleanly(runner.invoke(cli, [*h, *args]), "agent.yaml:8: engine.url is required for backend: openai")
+        assert failed_cleanly(runner.invoke(cli, [*h, *args]), "agent.yaml:9: engine.url is required for backend: openai")
     assert not list((home.root / "inbox").glob("*.md"))
 
 

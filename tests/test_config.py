@@ -120,7 +120,7 @@ def test_backend_options_reach_the_engine_config(home: Home) -> None:
 
 
 def test_openai_backend_needs_a_url(home: Home) -> None:
-    with pytest.raises(ConfigError, match=r"agent\.yaml:8: engine\.url is required for backend: openai"):
+    with pytest.raises(ConfigError, match=r"agent\.yaml:9: engine\.url is required for backend: openai"):
         config_edit.set_value(home.root, "engine.backend", "openai")
     text, c = config_edit.set_values(home.root, {"engine.backend": "openai", "engine.url": "http://127.0.0.1:9/v1"})
     assert c.engine.url == "http://127.0.0.1:9/v1" and "url: http://127.0.0.1:9/v1" in text

@@ -51,6 +51,8 @@ def pool_group() -> None:
     \b
     agentd pool start --replicas 3          # 3 embedded llama.cpp replicas, consistent hash on X-Session-ID
     agentd pool start --replicas 2 --backend vllm --model Qwen/Qwen3-8B   # one GPU each
+    agentd pool start --backend vllm --model Qwen/Qwen3-8B --api-key-env POOL_KEY \\
+        --remote http://gpu1:8000 --remote http://gpu2:8000    # servers on other machines
     agentd pool status
     agentd pool stop
     """
@@ -60,15 +62,18 @@ _POOL_DIR = click.option("--dir", "root", type=click.Path(path_type=Path), defau
 
 
 @pool_group.command("start")
-@click.option("--replicas", type=click.IntRange(1), required=True)
+@click.option("--replicas", type=click.IntRange(0), default=0, help="local replicas this pool starts and supervises")
 @click.option("--backend", default="llamacpp", show_default=True, help="the replicas' engine (a supervised backend)")
 @click.option("--model", default="smollm2", show_default=True)
 @click.option("--policy", default="consistent_hash", show_default=True, help="vllm-router's --policy")
 @click.option("--option", "options", multiple=True, help="a backend option, name=value (e.g. n_ctx=4096)")
+@click.option("--remote", multiple=True, help="a replica already running elsewhere, by URL (http://HOST:PORT); repeat for more")
+@click.option("--api-key-env", default=None, help="take the pool's key from this variable (remote replicas must accept it)")
 @_POOL_DIR
-def pool_start(replicas: int, backend: str, model: str, policy: str, options: tuple[str, ...], root: Path | None) -> None:
+def pool_start(replicas: int, backend: str, model: str, policy: str, options: tuple[str, ...], remote: tuple[str, ...],
+               api_key_env: str | None, root: Path | None) -> None:
     """Start the replicas and the router in the background; restarted on crash until `agentd pool stop`."""
-    click.echo(pool.start(replicas, backend, model, policy, options, root))
+    click.echo(pool.start(replicas, backend, model, policy, options, root, remote=remote, api_key_env=api_key_env))
 
 
 @pool_group.command("stop")

@@ -8,8 +8,10 @@ from typing import Any
 
 import click
 
+from agentd import identity
 from agentd.cli.base import Context, pass_ctx
 from agentd.commands import merge, overview, settings
+from agentd.home import is_home
 from agentd.template import init_home
 
 
@@ -17,13 +19,20 @@ from agentd.template import init_home
 @click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
 @pass_ctx
 def init(c: Context, path: Path | None) -> None:
-    """Create a new home: the template files, git init, one commit.
+    """Create a new home: the template files, git init, one commit (and the agent's id in agent.yaml).
+
+    On a home copied from another one (same id), gives the copy an id of its own.
 
     \b
     Example:
       agentd init ~/agent
     """
-    home = init_home(path or c.path)
+    target = (path or c.path).expanduser().absolute()
+    renewed = identity.init_existing(target) if is_home(target) else None
+    if renewed is not None:
+        click.echo(renewed)
+        return
+    home = init_home(target)
     click.echo(f"created a home at {home.root}")
     click.echo(f"next: edit {home.root / 'USER.md'}, then: agentd --home {home.root} say 'hello'")
 
@@ -115,6 +124,9 @@ def status(c: Context, as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2, default=str))
         return
     click.echo(f"home      {report['home']}")
+    a = report["agent"]
+    copy = f" (a copy of {a['copy_of']}: agentd init {report['home']} gives it its own)" if a["copy_of"] else ""
+    click.echo(f"agent id  {a['id']}{copy}")
     d = report["daemon"]
     click.echo(f"daemon    {'running, pid {}, up {}'.format(d['pid'], d['uptime']) if d else 'not running'}")
     e = report["engine"]

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agentd import daemon, sandbox
+from agentd import daemon, identity, sandbox
 from agentd.commands.schedule import planned_runs
 from agentd.config import Config, load_config
 from agentd.home import AGENT, Home
 from agentd.ledger import Ledger, summarize, today_since
-from agentd.wiring import make_supervisor, timezone_of
+from agentd.wiring import make_supervisor, session_key, timezone_of
 from engine.errors import EngineError
 
 
@@ -51,8 +51,10 @@ def status_report(home: Home) -> dict[str, Any]:
     except EngineError as e:  # status reports a broken engine setup; it does not fail on it
         engine = {"backend": config.engine.backend, "model": config.engine.model, "error": str(e)}
     last = log_entries(home, 1)
+    copy = identity.check(home, config.id)
     return {
         "home": str(home.root),
+        "agent": {"id": session_key(home, config), "copy_of": None if copy is None else str(copy.original)},
         "daemon": None if state is None else {"pid": state["pid"], "uptime": daemon.uptime(state)},
         "engine": engine,
         "config": {"backend": config.engine.backend, "model": config.engine.model, "tool_calling": config.engine.tool_calling},

@@ -35,10 +35,12 @@ def _scalar(value: str) -> Any:
         return value
 
 
-def start(replicas: int, backend: str, model: str, policy: str, options: tuple[str, ...], root: Path | None) -> str:
-    spec = PoolSpec(replicas, backend, model, policy, parse_options(backend, options))
+def start(replicas: int, backend: str, model: str, policy: str, options: tuple[str, ...], root: Path | None,
+          *, remote: tuple[str, ...] = (), api_key_env: str | None = None) -> str:
+    spec = PoolSpec(replicas, backend, model, policy, parse_options(backend, options), list(remote), api_key_env)
     state = start_pool(spec, root)
-    return (f"pool running: {replicas} x {backend} {model} behind {state.router_url} ({policy}); "
+    remotes = f" and {len(remote)} remote" if remote else ""
+    return (f"pool running: {replicas} x {backend} {model}{remotes} behind {state.router_url} ({policy}); "
             f"homes use it with engine.backend: pool (state in {root or pool_dir()})")
 
 
@@ -57,7 +59,8 @@ def status_lines(st: dict[str, Any]) -> list[str]:
             hits = f"hit rate {rate:.1%} of {r['prefix_cache_queries_tokens']:,} prompt tokens"
         else:
             hits = "no requests yet" if "prefix_cache_queries_tokens" in r else "no cache metrics"
-        lines.append(f"{r['name']:9} {r['url']}  {'healthy' if r['healthy'] else 'DOWN'}  {hits}")
+        where = "  (remote, not supervised here)" if r.get("remote") else ""
+        lines.append(f"{r['name']:9} {r['url']}  {'healthy' if r['healthy'] else 'DOWN'}  {hits}{where}")
     return lines
 
 

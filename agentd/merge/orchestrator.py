@@ -22,6 +22,7 @@ from agentd.config_edit import set_values
 from agentd.errors import HomeError, UserError
 from agentd.fileio import atomic_write, file_lock
 from agentd.home import AGENT, Home, is_home
+from agentd.identity import new_agent_id
 from agentd.merge import gitops
 from agentd.merge.attributes import ATTRIBUTES, attributes_missing, install_drivers, with_attributes
 from agentd.merge.driver import LOG_ENV
@@ -35,10 +36,6 @@ from engine.errors import EngineError
 from engine.types import ChatEngine, ChatResult, Usage
 
 IdSource = Callable[[], str]
-
-
-def new_agent_id() -> str:
-    return "agentd-" + os.urandom(8).hex()
 
 
 def new_merge_id() -> str:

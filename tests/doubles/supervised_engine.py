@@ -9,6 +9,8 @@ plugin; its option ``mode`` picks the fault. ``python -m tests.doubles.supervise
 - ``replica``: as ``serve``, but answers ``served by M on P`` (a pool test sees which replica
   served), reports cached tokens from a toy prefix cache (the longest common prefix of the
   request's text with any earlier one, 4 characters a token) and serves them in ``/metrics``;
+- ``agent-replica``: a replica that answers as the agent double does (JSON actions a daemon can
+  act on), with the toy cache's counts: a daemon on a pool of these wakes for real;
 - ``crash``: writes a few log lines and exits with code 3, as an engine that cannot load;
 - ``silent``: writes a few log lines and never listens, as an engine stuck loading.
 """
@@ -27,6 +29,7 @@ from typing import Any
 from engine.backends import OPEN_HEALTH_ENV, Backend, LaunchSpec
 from engine.options import Option, choice, whole_number
 from engine.types import EngineSettings
+from tests.doubles.agent_responder import respond
 from tests.doubles.openai_server import Reply, ScriptedServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +40,7 @@ class SupervisedEngineDoubleBackend(Backend):
     """Launches this module; its ``mode`` may change between starts (an engine that stops loading)."""
 
     id = "engine-double"
-    options = {"mode": Option(choice("serve", "replica", "crash", "silent"), "serve"), "n_ctx": Option(whole_number(1)), "block_size": Option(whole_number(1))}
+    options = {"mode": Option(choice("serve", "replica", "agent-replica", "crash", "silent"), "serve"), "n_ctx": Option(whole_number(1)), "block_size": Option(whole_number(1))}
 
     def launch_spec(self, settings: EngineSettings, port: int, api_key: str) -> LaunchSpec:
         mode = str(self.option(settings.options, "mode"))
@@ -77,7 +80,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--model", required=True)
-    p.add_argument("--mode", choices=["serve", "replica", "crash", "silent"], required=True)
+    p.add_argument("--mode", choices=["serve", "replica", "agent-replica", "crash", "silent"], required=True)
     p.add_argument("--n-ctx", type=int, default=0)
     p.add_argument("--block-size", type=int, default=0, help="report vLLM's vllm:cache_config_info with this block size at /metrics")
     args = p.parse_args()
@@ -96,6 +99,10 @@ def main() -> None:
         if args.mode == "replica":
             prompt, cached = cache.query(json.dumps(body.get("messages"), sort_keys=True))
             return Reply(content=f"served by {args.model} on {args.port}", prompt_tokens=prompt, cached_tokens=cached)
+        if args.mode == "agent-replica":
+            prompt, cached = cache.query(json.dumps(body.get("messages"), sort_keys=True))  # counted on arrival
+            reply = respond(body)  # then RESPONDER_DELAY, while the request is in flight
+            return Reply(content=reply.content, status=reply.status, prompt_tokens=prompt, cached_tokens=cached)
         return Reply(content=f"served by {args.model}")
 
     def metrics() -> str:

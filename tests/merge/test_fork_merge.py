@@ -57,6 +57,7 @@ def test_fork_has_its_own_id_the_shared_history_and_an_empty_inbox(home: Home, t
 
 def test_forked_homes_diverged_by_scripted_wakes_merge_with_nothing_lost(forked: Pair) -> None:
     ours, theirs = forked.ours, forked.theirs
+    our_id = load_config(ours.root).id
     old = ours.repo.head.commit.hexsha
     their_head = theirs.repo.head.commit.hexsha
     out = merge_home(ours, str(theirs.root), engine=engine_with(careful_merge), merge_id="m1")
@@ -77,7 +78,7 @@ def test_forked_homes_diverged_by_scripted_wakes_merge_with_nothing_lost(forked:
     journal = (ours.root / "memory/journal/2026-11-23.md").read_text()
     times = [line[3:8] for line in journal.splitlines() if line.startswith("## ")]
     assert times == sorted(times) and len(times) == 8  # four wakes a side, in time order
-    assert load_config(ours.root).id is None  # this home stays who it was
+    assert load_config(ours.root).id == our_id != load_config(theirs.root).id  # this home stays who it was
     assert out.report and (ours.root / out.report).is_file()  # the contradiction waits for the person
     assert [p for p in ours.dirty_paths() if not p.startswith("inbox/")] == []
     note = [p for p in ours.dirty_paths() if p.startswith("inbox/")]
@@ -185,11 +186,12 @@ def test_an_older_home_gets_the_merge_drivers_and_merging_twice_does_nothing(for
 def test_merging_a_fork_that_alone_changed_keeps_this_homes_id(home: Home, tmp_path: Path) -> None:
     from agentd.merge.orchestrator import fork_home
 
+    our_id = load_config(home.root).id
     forked = fork_home(home, tmp_path / "fork", new_id=lambda: "agentd-fork000000000000")
     scripted_wake(forked, DAY, "f0", [("boats", "The boat is in Kiel")])
     out = merge_home(home, str(forked.root))
     assert out.commit is not None and len(home.repo.head.commit.parents) == 2
-    assert load_config(home.root).id is None and (home.root / "memory/topics/boats.md").is_file()
+    assert load_config(home.root).id == our_id and (home.root / "memory/topics/boats.md").is_file()
 
 
 def test_a_path_that_is_not_a_home_is_refused(home: Home, tmp_path: Path) -> None:
