@@ -553,6 +553,11 @@ def skills(c: Context) -> None:
         click.echo(line)
 
 
+from agentd.commands.web import open_cmd  # noqa: E402 - the web app's command, beside its registration
+
+cli.add_command(open_cmd)
+
+
 def main() -> None:
     cli(prog_name="agentd")
 

@@ -95,6 +95,15 @@ class ShellConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The web app the daemon serves (agentd/web); loopback only unless the person names a host."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8470  # 0: any free port (daemon.json says which)
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated agent.yaml."""
 
@@ -107,6 +116,7 @@ class Config:
     shell: ShellConfig = field(default_factory=ShellConfig)
     files_allow: tuple[str, ...] = ()
     secrets_env: tuple[str, ...] = ()
+    web: WebConfig = field(default_factory=WebConfig)
 
 
 # ------------------------------------------------------------------ validators
@@ -203,6 +213,19 @@ def _regexes(v: Any) -> tuple[str, ...]:
     return items
 
 
+def _host(v: Any) -> str:
+    text = v.strip().strip("[]") if isinstance(v, str) else ""
+    if not text or any(c.isspace() or c in "/@" for c in text):
+        raise ValueError("a host name or IP address to listen on (e.g. 127.0.0.1)")
+    return text
+
+
+def _port(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 65535:
+        raise ValueError("a TCP port from 0 (any free port) to 65535")
+    return v
+
+
 def _env_names(v: Any) -> tuple[str, ...]:
     items = _strings(v)
     for item in items:
@@ -251,6 +274,9 @@ FIELDS: dict[str, Validator] = {
     "shell.max_cpu_seconds": _int(1),
     "files.allow": _strings,
     "secrets.env": _env_names,
+    "web.enabled": _on_off,
+    "web.host": _host,
+    "web.port": _port,
 }
 OPTION_DEFAULTS = {f"engine.timeouts.{k}": v for k, v in asdict(Timeouts()).items()}
 
@@ -399,6 +425,7 @@ def validate(doc: CommentedMap, path: Path) -> Config:
         shell=ShellConfig(**{k: get(f"shell.{k}", getattr(s, k)) for k in s.__dataclass_fields__}),
         files_allow=get("files.allow", ()),
         secrets_env=get("secrets.env", ()),
+        web=WebConfig(**{k: get(f"web.{k}", getattr(WebConfig(), k)) for k in WebConfig.__dataclass_fields__}),
     )
 
 

@@ -33,8 +33,10 @@ from agentd.services.inbox_watch import InboxWatcher
 from agentd.services.lifecycle import daemon_lock, daemon_lock_held, read_state, state_path, uptime
 from agentd.services.notices import Notices
 from agentd.services.queue import WakeQueue
+from agentd.services.replies import ReplyHub
 from agentd.services.retries import RetrySchedule
 from agentd.services.steering import SteeringWatch
+from agentd.services.web import WebService
 from agentd.wal import WriteAheadLog
 from agentd.wiring import build_agent
 from engine.errors import EngineError
@@ -58,6 +60,7 @@ def build_daemon(home: Home, *, poll_s: float = POLL_S, retries: RetrySchedule |
     d.add(InboxWatcher(d))
     d.add(HeartbeatService(d))
     d.add(CronService(d))
+    d.add(WebService(d, d.replies))
     return d
 
 
@@ -76,6 +79,7 @@ class Daemon:
         self.home = home
         self.poll_s = poll_s
         self.queue = WakeQueue()
+        self.replies = ReplyHub()  # a message's reply as it streams, for the web app
         self.stop_event = threading.Event()
         self.notices = Notices(home, mask=self._mask)
         self.retries = retries or RetrySchedule()
@@ -323,7 +327,10 @@ class Daemon:
     def _wake(self, event: Event) -> WakeResult:
         self._rollover_day()
         assert self._agent is not None
-        result = wake(self._agent, event)
+        try:
+            result = wake(self._agent, event, on_delta=self.replies.sink(event))
+        finally:
+            self.replies.finish(event)
         self._after_wake(event, result)
         return result
 
