@@ -39,7 +39,9 @@ class ReplyHub:
         if event.kind != "message" or not key:
             return None
         with self._lock:
-            self._text[key] = []
+            self._text[key] = []  # a retried message streams afresh
+            if key in self._finished:
+                self._finished.remove(key)
 
         def on_delta(piece: str) -> None:
             with self._lock:

@@ -20,6 +20,7 @@ from agentd.web.app import page, refuse, web_of
 
 MESSAGE_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 POLL_S = 0.1
+SETTLE_S = 10.0  # a message with no wake running and no reply note: told as it is after this long
 STREAM_LIMIT_S = 1800.0  # a stream no wake ever answers ends; the page then asks for the reply note
 MD = MarkdownIt("commonmark", {"html": False})
 
@@ -39,8 +40,13 @@ def reply_of(request: Request, msg_id: str) -> dict[str, Any]:
     note = inbox.read_reply_note(home, msg_id)
     if note is not None:
         return dict(note)
-    waiting = (home.root / "inbox" / f"{msg_id}.md").is_file()
-    return {"id": msg_id, "status": "waiting" if waiting else "unknown", "reply": None}
+    if (home.root / "inbox" / f"{msg_id}.md").is_file():
+        status = "waiting"
+    elif (home.root / "inbox" / "done" / f"{msg_id}.md").is_file():
+        status = "answered"  # its wake committed; the reply note follows (or is in outbox/)
+    else:
+        status = "unknown"
+    return {"id": msg_id, "status": status, "reply": None}
 
 
 async def chat_page(request: Request) -> Response:
@@ -64,14 +70,18 @@ async def stream(request: Request) -> Response:
     hub = web_of(request).replies
 
     async def events() -> AsyncIterator[str]:
-        sent, waited = 0, 0.0
+        sent, waited, settled = 0, 0.0, 0.0
         while waited < STREAM_LIMIT_S:
             current = hub.get(msg_id)
             if current is not None and len(current.text) > sent:
                 yield f"event: delta\ndata: {json.dumps(current.text[sent:])}\n\n"
                 sent = len(current.text)
             note = reply_of(request, msg_id)
-            if note["status"] not in ("waiting", "unknown") or (current is not None and current.finished):
+            # The wake's stream ends a moment before its reply note is written: wait for the
+            # note, unless there is nothing left to wait for (no wake, no message) for a while.
+            idle = note["status"] in ("unknown", "answered") and (current is None or current.finished)
+            settled = settled + POLL_S if idle else 0.0
+            if note["status"] not in ("waiting", "unknown", "answered") or settled >= SETTLE_S:
                 yield f"event: reply\ndata: {json.dumps(note)}\n\n"
                 return
             await asyncio.sleep(POLL_S)

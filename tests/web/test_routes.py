@@ -96,6 +96,7 @@ def test_the_reply_streams_from_the_hub(browser: Browser, home: Home) -> None:
     sink("Hel")
     sink("lo")
     hub.finish(event)
+    inbox.write_note(home, msg_id, status="ok", reply="Hello", commit="abc")
     text = browser.client.get(f"/chat/stream/{msg_id}").text
     assert 'event: delta\ndata: "Hello"' in text and "event: reply" in text
 
@@ -339,3 +340,41 @@ def test_the_schedule_shows_heartbeat_cron_and_channels(browser: Browser, home: 
         state_path(home).write_text(json.dumps(state))
         page = browser.client.get("/schedule").text
     assert "2030-01-01T08:30:00" in page and "matrix" in page and "connected" in page
+
+
+def test_the_stream_waits_for_the_reply_note_written_after_the_wake(browser: Browser, home: Home) -> None:
+    """The wake's stream ends (and its message is in inbox/done/) a moment before the note: the reply is the note's."""
+    import threading
+
+    msg_id = inbox.post(home, "race", datetime.now())
+    (home.root / "inbox" / "done").mkdir(exist_ok=True)
+    os.replace(home.root / "inbox" / f"{msg_id}.md", home.root / "inbox" / "done" / f"{msg_id}.md")
+    hub = browser.client.app.state.web.replies  # type: ignore[attr-defined]
+    event = Event("message", "race", datetime.now(), name=msg_id, source=f"inbox/{msg_id}.md")
+    sink = hub.sink(event)
+    assert sink is not None
+    sink("the answer")
+    hub.finish(event)
+    assert browser.client.get(f"/api/messages/{msg_id}", headers={"Authorization": f"Bearer {auth.api_token(home)}"}).json()["status"] == "answered"
+    later = threading.Timer(0.5, lambda: inbox.write_note(home, msg_id, status="ok", reply="the answer", commit="abc"))
+    later.start()
+    text = browser.client.get(f"/chat/stream/{msg_id}").text
+    later.join()
+    assert '"status": "ok"' in text and '"reply": "the answer"' in text
+
+
+def test_a_retried_message_streams_afresh() -> None:
+    from agentd.services.replies import ReplyHub
+
+    hub = ReplyHub()
+    event = Event("message", "x", datetime.now(), name="20260101-000000-abcdef", source="inbox/20260101-000000-abcdef.md")
+    first = hub.sink(event)
+    assert first is not None
+    first("engine fell over")
+    hub.finish(event)
+    second = hub.sink(event)
+    assert second is not None
+    second("the answer")
+    stream = hub.get("20260101-000000-abcdef")
+    assert stream is not None and stream.text == "the answer" and not stream.finished
+    assert hub.sink(Event("heartbeat", "", datetime.now())) is None, "only messages stream"

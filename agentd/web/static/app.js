@@ -35,7 +35,7 @@ function chat() {
     es.addEventListener("delta", (e) => { streamed += JSON.parse(e.data); answer.textContent = streamed; });
     es.addEventListener("reply", (e) => {
       const note = JSON.parse(e.data);
-      answer.textContent = note.reply || note.error || ("(" + note.status + ")");
+      answer.textContent = note.reply || note.error || streamed || ("(" + note.status + ")");
       answer.className = "reply done " + note.status;
       es.close();
     });
@@ -76,17 +76,23 @@ function plots() {
   const width = Math.min(900, document.querySelector("main").clientWidth - 20);
   const wakes = document.getElementById("plot-wakes");
   if (data.wakes.t.length) {
-    new uPlot({width, height: 220, scales: {y: {range: [0, 100]}},
-      series: [{}, {label: "hit rate %", stroke: "#2a7", width: 2, points: {show: true, size: 6}}],
-      axes: [{}, {label: "%"}]}, [data.wakes.t, data.wakes.hit_rate], wakes);
+    // x is the wake's number (its time and commit are in the legend): wakes bunch up in time.
+    const n = data.wakes.t.length, xs = data.wakes.t.map((_, i) => i + 1);
+    new uPlot({width, height: 220, scales: {x: {time: false, range: [0.5, n + 0.5]}, y: {range: [0, 100]}},
+      series: [{label: "wake", value: (u, v) => v == null ? "--" : data.wakes.label[v - 1] || v},
+               {label: "hit rate %", stroke: "#2a7", width: 2, points: {show: true, size: 7}}],
+      axes: [{label: "wake", incrs: [1, 2, 5, 10, 20, 50, 100]}, {label: "%"}]}, [xs, data.wakes.hit_rate], wakes);
   } else { wakes.textContent = "No wakes with token counts yet."; }
   const days = document.getElementById("plot-days");
   if (data.days.t.length) {
-    new uPlot({width, height: 220, scales: {x: {time: true}, pct: {range: [0, 100]}},
-      series: [{}, {label: "hit rate %", stroke: "#2a7", scale: "pct", points: {show: true, size: 6}},
-               {label: "computed tokens", stroke: "#c53", points: {show: true, size: 6}}],
-      axes: [{}, {scale: "pct", label: "%"}, {side: 1, label: "tokens", grid: {show: false}}]},
-      [data.days.t, data.days.hit_rate, data.days.computed], days);
+    const n = data.days.t.length, xs = data.days.t.map((_, i) => i + 1), day = (v) => data.days.day[v - 1] || "";
+    new uPlot({width, height: 220, scales: {x: {time: false, range: [0.5, n + 0.5]}, pct: {range: [0, 100]}},
+      series: [{label: "day", value: (u, v) => v == null ? "--" : day(v)},
+               {label: "hit rate %", stroke: "#2a7", scale: "pct", points: {show: true, size: 7}},
+               {label: "computed tokens", stroke: "#c53", points: {show: true, size: 7}}],
+      axes: [{incrs: [1, 2, 7, 14, 30], values: (u, vals) => vals.map(day)}, {scale: "pct", label: "%"},
+             {side: 1, label: "tokens", grid: {show: false}}]},
+      [xs, data.days.hit_rate, data.days.computed], days);
   } else { days.textContent = "No engine requests in the ledger yet."; }
 }
 
