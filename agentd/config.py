@@ -112,6 +112,15 @@ class ChannelsConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The web app the daemon serves (agentd/web); loopback only unless the person names a host."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8470  # 0: any free port (daemon.json says which)
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated agent.yaml."""
 
@@ -125,6 +134,7 @@ class Config:
     files_allow: tuple[str, ...] = ()
     secrets_env: tuple[str, ...] = ()
     channels: ChannelsConfig = field(default_factory=ChannelsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
 
 # ------------------------------------------------------------------ validators
@@ -221,6 +231,19 @@ def _regexes(v: Any) -> tuple[str, ...]:
     return items
 
 
+def _host(v: Any) -> str:
+    text = v.strip().strip("[]") if isinstance(v, str) else ""
+    if not text or any(c.isspace() or c in "/@" for c in text):
+        raise ValueError("a host name or IP address to listen on (e.g. 127.0.0.1)")
+    return text
+
+
+def _port(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 65535:
+        raise ValueError("a TCP port from 0 (any free port) to 65535")
+    return v
+
+
 def _env_names(v: Any) -> tuple[str, ...]:
     items = _strings(v)
     for item in items:
@@ -303,6 +326,9 @@ FIELDS: dict[str, Validator] = {
     "channels.matrix.token_env": _env_name,
     "channels.matrix.rooms": _matrix_rooms,
     "channels.matrix.allow": _matrix_users,
+    "web.enabled": _on_off,
+    "web.host": _host,
+    "web.port": _port,
 }
 MATRIX_REQUIRED = ("homeserver", "user_id")
 OPTION_DEFAULTS = {f"engine.timeouts.{k}": v for k, v in asdict(Timeouts()).items()}
@@ -459,6 +485,7 @@ def validate(doc: CommentedMap, path: Path) -> Config:
         files_allow=get("files.allow", ()),
         secrets_env=get("secrets.env", ()),
         channels=ChannelsConfig(matrix=_matrix_config(options("channels.matrix")) if "channels.matrix" in present else None),
+        web=WebConfig(**{k: get(f"web.{k}", getattr(WebConfig(), k)) for k in WebConfig.__dataclass_fields__}),
     )
 
 

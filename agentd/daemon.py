@@ -35,8 +35,10 @@ from agentd.services.matrix import MatrixChannel
 from agentd.services.merge import MergeService
 from agentd.services.notices import Notices
 from agentd.services.queue import WakeQueue
+from agentd.services.replies import ReplyHub
 from agentd.services.retries import RetrySchedule
 from agentd.services.steering import SteeringWatch
+from agentd.services.web import WebService
 from agentd.wal import WriteAheadLog
 from agentd.wiring import build_agent
 from engine.errors import EngineError
@@ -62,6 +64,7 @@ def build_daemon(home: Home, *, poll_s: float = POLL_S, retries: RetrySchedule |
     d.add(CronService(d))
     d.add(MatrixChannel(d))  # idle unless agent.yaml has channels.matrix
     d.add(MergeService(d))
+    d.add(WebService(d, d.replies))
     return d
 
 
@@ -80,6 +83,7 @@ class Daemon:
         self.home = home
         self.poll_s = poll_s
         self.queue = WakeQueue()
+        self.replies = ReplyHub()  # a message's reply as it streams, for the web app
         self.stop_event = threading.Event()
         self.notices = Notices(home, mask=self._mask)
         self.retries = retries or RetrySchedule()
@@ -339,7 +343,10 @@ class Daemon:
         self._rollover_day()
         assert self._agent is not None
         started = time.time()
-        result = owner.run(event) or wake(self._agent, event)
+        try:
+            result = owner.run(event) or wake(self._agent, event, on_delta=self.replies.sink(event))
+        finally:
+            self.replies.finish(event)
         self._after_wake(event, result)
         self._tell_moved(event, started)
         return result

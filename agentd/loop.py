@@ -414,6 +414,7 @@ class Wake:
             "Prompt-Tokens": str(res.prompt_tokens),
             "Cached-Tokens": "unknown" if res.cached_tokens is None else str(res.cached_tokens),
             "Completion-Tokens": str(res.completion_tokens),
+            "Wake-Steps": str(res.steps),
         }
         return subject + ("\n\n" + body if body.strip() else ""), trailers
 
@@ -532,6 +533,7 @@ def wake(agent: Agent, event: Event, *, on_delta: Callable[[str], None] | None =
                 home.commit(f"person: edited {', '.join(behind)} during a wake", identity=home.person_identity(), paths=behind)
             w.record(session)
             message, trailers = w.commit_message()
+            trailers["Wake-Seconds"] = f"{time.monotonic() - started:.1f}"  # the web app's timeline shows it
             try:
                 w.result.commit = home.commit(message, identity=AGENT, all_changes=True, trailers=trailers)
             except SecretError:

@@ -10,6 +10,7 @@ line, so a hit points at the right line.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sqlite3
 import subprocess
@@ -71,7 +72,9 @@ class SearchIndex:
         return sqlite3.connect(self.db_path, timeout=10)
 
     def _git(self, *args: str) -> str:
-        return subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True, check=True).stdout
+        # GIT_OPTIONAL_LOCKS=0: indexing (from the web app too) never takes index.lock from a commit.
+        env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+        return subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True, check=True, env=env).stdout
 
     def current(self) -> dict[str, str]:
         """Every Markdown file git would see (tracked + untracked, not ignored) → its blob id."""

@@ -69,6 +69,8 @@ def test_wheel_contains_template_and_skills(venv: Path, tmp_path: Path) -> None:
     site = module.parents[1]
     assert (site / "agentd" / "builtin_skills" / "daily-briefing" / "SKILL.md").is_file()
     assert (site / "engine" / "supervisor.py").is_file()
+    assert (site / "agentd" / "web" / "templates" / "base.html").is_file(), "the web app's pages are in the wheel"
+    assert (site / "agentd" / "web" / "static" / "uPlot.min.js").is_file() and (site / "agentd" / "web" / "static" / "htmx.min.js").is_file()
 
 
 def test_init_from_installed_wheel(venv: Path, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import click
 from agentd import __version__
 from agentd.cli import daemon, engine, home, memory, wakes
 from agentd.cli.base import AgentdGroup, Context, pass_ctx
-from agentd.commands import channel
+from agentd.commands import channel, web
 
 __all__ = ["Context", "cli", "main", "pass_ctx"]
 
@@ -36,6 +36,7 @@ for _group in (home, wakes, daemon, engine, memory):
     for _command in _group.COMMANDS:
         cli.add_command(_command)
 cli.add_command(channel.channel_group)
+cli.add_command(web.open_cmd)
 
 
 def main() -> None:
