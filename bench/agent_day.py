@@ -518,7 +518,7 @@ def agentd_breakdown(tok: Tokenizer, requests: Sequence[Recorded]) -> dict[str, 
     return {"computed_by_purpose": by_purpose, "computed_on_new_prefix": on_new_prefix}
 
 
-def overhead_causes(tok: Tokenizer, requests: Sequence[Recorded], floor_parts: dict[str, int], floor: int) -> dict[str, Any]:
+def overhead_causes(tok: Tokenizer, requests: Sequence[Recorded], floor_parts: dict[str, int], floor: int, items: Sequence[Item] = ()) -> dict[str, Any]:
     """What agentd computes beyond the floor, per cause, in tokens; the rest is request ends
     (a block cache recomputes each prompt's last partial block and last token) and rounding."""
     computed = sum(r.usage.prompt_tokens - (r.usage.cached_tokens or 0) for r in requests)
@@ -540,6 +540,8 @@ def overhead_causes(tok: Tokenizer, requests: Sequence[Recorded], floor_parts: d
             switches += 1
         previous = (system, r.messages[1] if len(r.messages) > 1 else None)
     by = br["computed_by_purpose"]
+    dropped_heartbeats = sum(tok.message_tokens(i.message) for i in items if i.index < len(requests)
+                             and i.kind == "completion" and "HEARTBEAT_OK" in str(i.message.get("content", "")))
     causes = {
         "new_prefix_beyond_its_new_lines": br["computed_on_new_prefix"]["prefix"],
         "tail_resent_on_a_new_prefix": br["computed_on_new_prefix"]["tail"],
@@ -548,6 +550,9 @@ def overhead_causes(tok: Tokenizer, requests: Sequence[Recorded], floor_parts: d
         "compaction_summary_request": by.get("compaction", 0),
         "summary_opening_each_session": sum(summaries.values()),
     }
+    # The floor counts every completion, but an empty heartbeat's (HEARTBEAT_OK) is dropped
+    # from the tail and never read back: agentd computes that much less than the floor holds.
+    causes["empty_heartbeats_never_read_back"] = -dropped_heartbeats
     causes["request_ends_and_rest"] = computed - floor - sum(causes.values())
     return {"excess_tokens": computed - floor, "causes": causes, "steering_diff_messages": len(diffs), "mid_session_prefix_switches": switches}
 
@@ -586,7 +591,7 @@ def run_engine(label: str, steps: list[Step], prefix_words: int, session_tokens:
         "prefix_tokens": tok.message_tokens(recorded[0].messages[0]),
         "floor_breakdown": floor_parts,
         "agentd_breakdown": agentd_breakdown(tok, recorded),
-        "overhead_causes": overhead_causes(tok, recorded, floor_parts, floor),
+        "overhead_causes": overhead_causes(tok, recorded, floor_parts, floor, day.items),
         # The new prefix the day's edits wait for, built and warmed at the rollover (not in the day's figures).
         "next_day_prefix": {"computed_tokens": sum(r.usage.prompt_tokens - (r.usage.cached_tokens or 0) for r in next_day),
                             "overhead_with_it": round((a["computed_tokens"] + sum(r.usage.prompt_tokens - (r.usage.cached_tokens or 0) for r in next_day)) / floor, 3)
