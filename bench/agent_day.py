@@ -567,7 +567,7 @@ def digest(requests: Sequence[list[dict[str, Any]]]) -> str:
 
 def run_engine(label: str, steps: list[Step], prefix_words: int, session_tokens: int, backend_factory: Callable[[], Backend], tok: Tokenizer,
                workdir: Path, limit: int | None = None, naive_max_tokens: int | None = None, rng_seed: int = 2, max_output: int = 8000,
-               context_tokens: int = 131072) -> dict[str, Any]:
+               context_tokens: int = 131072, keep: dict[str, Any] | None = None) -> dict[str, Any]:
     """One engine's figures; ``limit`` keeps agentd's first requests and the naive requests of the same content."""
     root = workdir / label
     shutil.rmtree(root, ignore_errors=True)  # the home's path appears in prompts: the same path every run
@@ -576,6 +576,8 @@ def run_engine(label: str, steps: list[Step], prefix_words: int, session_tokens:
     next_day = [r for r in day.requests if r.purpose == "next-day"]
     day.requests = [r for r in day.requests if r.purpose != "next-day"]
     recorded = day.requests[:limit]
+    if keep is not None:
+        keep["day"] = day
     floor_parts = floor_breakdown(tok, day, limit)
     floor = sum(floor_parts[k] for k in FLOOR_PARTS)
     naive = naive_requests(day, limit, naive_max_tokens, tok)
@@ -600,6 +602,22 @@ def run_engine(label: str, steps: list[Step], prefix_words: int, session_tokens:
     }
 
 
+def wake_ttft(sup: Any, day: Day) -> dict[str, Any]:
+    """The day's first wake, served cold (a restarted engine) and warm (after the prefix warm-up), side by side."""
+    warmup = next(r for r in day.requests if r.purpose == "warmup")
+    first = next(r for r in day.requests if r.purpose == "wake")
+    out: dict[str, Any] = {"prompt_tokens": first.usage.prompt_tokens}
+    for side in ("cold", "warm"):
+        sup.stop()
+        sup.start()  # an empty cache
+        if side == "warm":
+            sup.client().chat(warmup.messages, max_tokens=1)  # what the daemon does while idle
+        u = sup.client().chat(first.messages, max_tokens=1, stream=True).usage
+        out[f"{side}_ttft_s"] = round(u.ttft_s if u.ttft_s is not None else u.total_s, 3)
+        out[f"{side}_cached_tokens"] = u.cached_tokens
+    return out
+
+
 def print_engine(label: str, r: dict[str, Any]) -> None:
     print(f"\n== {label}: prefix {r['prefix_tokens']} tokens ==")
     cols = ["requests", "prompt_tokens", "cached_tokens", "computed_tokens", "hit_rate", "floor_tokens", "overhead", "wall_s"]
@@ -611,6 +629,10 @@ def print_engine(label: str, r: dict[str, Any]) -> None:
     print(f"agentd: {r['agentd_breakdown']}")
     print(f"overhead causes: {r['overhead_causes']}")
     print(f"next day's new prefix (rollover, not in the day's figures): {r['next_day_prefix']}")
+    if "wake_ttft" in r:
+        t = r["wake_ttft"]
+        print(f"first wake ({t['prompt_tokens']} prompt tokens): TTFT cold {t['cold_ttft_s']} s ({t['cold_cached_tokens']} cached) "
+              f"vs warm {t['warm_ttft_s']} s ({t['warm_cached_tokens']} cached)")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -649,6 +671,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         from engine.supervisor import EngineSupervisor
         from engine.types import EngineSettings
 
+        kept: dict[str, Any] = {}
         with tempfile.TemporaryDirectory() as rt:
             # 16K context: a wake with five tool results outgrows SmolLM2's 8K (prefill-only, so quality does not matter here).
             sup = EngineSupervisor(EngineSettings("llamacpp", "smollm2", options={"n_ctx": 16384}), Path(rt))
@@ -658,8 +681,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     "llamacpp", make_day(random.Random(1), 3, 4), prefix_words=1100, session_tokens=2500,
                     backend_factory=lambda: LlamaBackend(sup.client()), tok=tok, workdir=args.workdir,
                     limit=args.llama_requests + 1 if args.llama_requests else None, naive_max_tokens=7000, rng_seed=3,
-                    max_output=3000, context_tokens=16384,
+                    max_output=3000, context_tokens=16384, keep=kept,
                 )
+                results["llamacpp"]["wake_ttft"] = wake_ttft(sup, kept["day"])
             finally:
                 sup.stop()
         print_engine(f"llamacpp (real engine, SmolLM2-135M, first {args.llama_requests or 'all'} requests of a 3-hour day)", results["llamacpp"])
