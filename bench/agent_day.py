@@ -29,13 +29,17 @@ prefix cache fed the real token ids, on a large home (prefix ≥ 30K tokens). To
 SmolLM2's (its GGUF's vocabulary and chat template, through llama_cpp).
 
 The floor is counted from the day's content, not from either harness's requests: the
-first epoch's whole prefix (rules, tool schemas, home files), then for each later epoch the
-prefix lines no earlier epoch had (a new line in USER.md, new MEMORY.md entries), each event
-message, each tool output as it entered agentd's context (bounded excerpts), and each
-completion of a wake. It is the same for both harnesses; overhead = computed / floor.
-What agentd computes beyond it is overhead: the prefix sections after a changed line and
-the session tail, recomputed on a new prefix after an epoch change; the memory-flush and
-compaction requests; the summary that opens the next session.
+first epoch's whole prefix (rules, tool schemas, home files), then each line new to the
+prefix files once (a new line in USER.md, new MEMORY.md entries), whether a steering diff
+or a later prefix brings it, each event message, each tool output as it entered agentd's
+context (bounded excerpts), and each completion of a wake. It is the same for both
+harnesses; overhead = computed / floor. What agentd computes beyond it is overhead, per
+cause in ``overhead_causes``: steering diffs beyond their new lines, a new prefix (after its
+first changed line) and the session tail re-sent on it, the memory-flush and compaction
+requests, the summary that opens the next session. After the day the daemon's new-day
+rollover (a new prefix with the day's edits, warmed) is run and reported apart
+(``next_day_prefix``). On the real engine the day's first wake is also served cold (a
+restarted engine) and warm (after the warm-up): ``wake_ttft``.
 """
 
 from __future__ import annotations
