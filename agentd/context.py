@@ -1,7 +1,7 @@
 """The context compiler: every request is STABLE PREFIX + SESSION TAIL + EVENT, so the prefix cache holds.
 
-The prefix is rendered byte-deterministically from the home (rules → tools → AGENT.md
-→ USER.md → skills index → MEMORY.md) and frozen for an *epoch*; sessions append to
+The prefix (``agentd.prefix``) is rendered byte-deterministically from the home (rules →
+tools → the home's sections, rarest change first) and frozen for an *epoch*; sessions append to
 their tail and never rewrite it; everything volatile (the clock, what changed) goes
 into the event, the last message. Before each request the compiler compares it with
 the requests the engine last saw (the session's own, and the last of any session or
@@ -11,13 +11,10 @@ the shared prefix shrank — which section changed first.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import math
 import random
 import re
-import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +22,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agentd.errors import SourceError
 from agentd.events import Event
 from agentd.fileio import atomic_write
-from agentd.merge.kinds import has_markers
+from agentd.prefix import (  # noqa: F401 - the prefix's names, re-exported where they always were
+    JSON_ACTION_RULES,
+    PREFIX_FILES,
+    SYSTEM_RULES,
+    Prefix,
+    Section,
+    build_prefix,
+    canonical_json,
+    digest,
+    normalize_text,
+    render_tools_text,
+)
 
 Message = dict[str, Any]
 IdSource = Callable[[], str]  # wake and session ids; injected where runs must be reproducible
@@ -44,160 +51,12 @@ def seeded_ids(seed: int) -> IdSource:
     rng = random.Random(seed)
     return lambda: f"{rng.getrandbits(40):010x}"
 
-# Home files whose content is in the prefix, with the section each feeds.
-PREFIX_FILES = {"AGENT.md": "AGENT.md", "USER.md": "USER.md", "memory/MEMORY.md": "MEMORY.md"}
 HEARTBEAT_OK = "HEARTBEAT_OK"
 # Token estimates for text the engine has not measured yet. Canonical JSON runs at
 # 3.7–4.5 characters per token on the SmolLM2 and Qwen tokenizers; 3 errs on the side
 # of more tokens, so a context window is never overrun on an estimate.
 CHARS_PER_TOKEN = 3.0
 MESSAGE_TOKENS = 8  # the chat template's tokens around one message
-
-SYSTEM_RULES = """\
-You are a persistent personal agent. Your whole mind is the Markdown in your home
-folder, a git repository: identity (AGENT.md), the person (USER.md), memory
-(memory/MEMORY.md, memory/topics/, memory/journal/), skills (skills/), schedule
-(CRON.md, HEARTBEAT.md). Every change you make is committed to git at the end of
-the wake.
-
-Each wake starts with an event: a message from the person, a heartbeat, or a
-scheduled job. Work through it with your tools, one step at a time, then finish:
-- answer the person with `reply` (for a message, always reply);
-- or call `done` with a one-line summary when there is nothing to say.
-On a heartbeat with nothing that needs doing, finish with `done` and the summary
-HEARTBEAT_OK.
-
-Write what you learn that must outlast this conversation with `remember`, or into
-memory files; the conversation itself is compacted away. Read a file before you
-change it. Use skills by reading them with `read_skill`. Keep answers short."""
-
-JSON_ACTION_RULES = """\
-Answer every turn with exactly one JSON object and nothing else:
-{"tool": "<tool name>", "arguments": {<the tool's arguments>}}
-The result of the tool comes back in the next message."""
-
-
-def normalize_text(text: str) -> str:
-    """NFC, LF line ends, no trailing spaces, at most one blank line in a row, one final newline."""
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    lines = [line.rstrip() for line in text.split("\n")]
-    out = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
-    return out + "\n" if out else ""
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, fixed separators: the same value always serializes to the same bytes."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
-
-
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Section:
-    name: str
-    text: str
-
-    @property
-    def digest(self) -> str:
-        return digest(self.text)
-
-
-@dataclass(frozen=True)
-class Prefix:
-    """The stable prefix of one epoch: the system message and, for native tool calls, the tools."""
-
-    sections: tuple[Section, ...]
-    tools: tuple[str, ...]  # canonical JSON of each tool schema, in registry order (native mode)
-
-    @property
-    def digest(self) -> str:
-        return digest("".join(s.name + "\0" + s.digest for s in self.sections) + "".join(self.tools))
-
-    def system_text(self) -> str:
-        return "\n".join(f"<<< {s.name} >>>\n{s.text}" for s in self.sections)
-
-    def system_message(self) -> Message:
-        return {"role": "system", "content": self.system_text()}
-
-    def tool_schemas(self) -> list[dict[str, Any]] | None:
-        return [json.loads(t) for t in self.tools] if self.tools else None
-
-    @functools.cached_property  # asked several times per request; the prefix is frozen
-    def tools_digest(self) -> str:
-        return digest("\n".join(self.tools))
-
-    def section_at(self, offset: int) -> str:
-        """The section holding character ``offset`` of the canonical system message."""
-        # JSON escapes character by character, so each piece's escaped length adds up.
-        pos = len('{"content": "')
-        for i, s in enumerate(self.sections):
-            piece = ("\n" if i else "") + f"<<< {s.name} >>>\n{s.text}"
-            pos += len(json.dumps(piece, ensure_ascii=False)) - 2
-            if offset < pos:
-                return s.name
-        return self.sections[-1].name if self.sections else "rules"
-
-    def first_difference(self, other: Prefix) -> str | None:
-        """The name of the first section (in prompt order) that differs, or None."""
-        if self.tools != other.tools:
-            return "tools"
-        mine, theirs = {s.name: s for s in self.sections}, {s.name: s for s in other.sections}
-        for s in self.sections:
-            if theirs.get(s.name) != s:
-                return s.name
-        for s in other.sections:
-            if s.name not in mine:
-                return s.name
-        return None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"sections": [[s.name, s.text] for s in self.sections], "tools": list(self.tools)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Prefix:
-        return cls(tuple(Section(n, t) for n, t in data["sections"]), tuple(data["tools"]))
-
-
-def render_tools_text(schemas: Sequence[dict[str, Any]]) -> str:
-    parts = [JSON_ACTION_RULES, ""]
-    for schema in schemas:
-        fn = schema["function"]
-        parts.append(f"## {fn['name']}\n{' '.join(fn['description'].split())}\narguments: {canonical_json(fn['parameters'])}")
-    return "\n".join(parts)
-
-
-def build_prefix(
-    read: Callable[[str], str | None],
-    tool_schemas: Sequence[dict[str, Any]],
-    skills_index: str,
-    *,
-    tool_calling: str,
-) -> Prefix:
-    """Render the prefix from the home's files, least volatile first.
-
-    ``read`` returns a home file's text or None; nothing else (no clock, no git
-    status, no counters) enters the prefix, so equal files give equal bytes.
-    A file holding git conflict markers (a merge left for the person) is refused:
-    SourceError naming its line, and no prefix.
-    """
-    for rel in PREFIX_FILES:
-        line = has_markers(read(rel) or "")
-        if line is not None:
-            raise SourceError(rel, line, "unresolved merge conflict markers (<<<<<<< ======= >>>>>>>); the agent waits on the last good version until you resolve them")
-    sections = [Section("rules", normalize_text(SYSTEM_RULES))]
-    tools: tuple[str, ...] = ()
-    if tool_calling == "json":
-        sections.append(Section("tools", normalize_text(render_tools_text(tool_schemas))))
-    else:
-        tools = tuple(canonical_json(s) for s in tool_schemas)
-    for rel, name in PREFIX_FILES.items():
-        if name == "MEMORY.md":
-            sections.append(Section("skills", normalize_text(skills_index) or "(no skills)\n"))
-        text = read(rel)
-        sections.append(Section(name, normalize_text(text) if text else "(empty)\n"))
-    return Prefix(tuple(sections), tools)
 
 
 # ---------------------------------------------------------------------- sessions
@@ -216,6 +75,11 @@ class Session:
     last_prompt_chars: int | None = None  # ... and that request's size, to anchor estimates on it
     last_prompt_messages: int | None = None
     started: str = ""
+    # Steering diffs (agentd.steering_diff): each prefix section as this session last showed it,
+    # where a diff in the tail changed it; their estimated tokens; the commit they were read at.
+    steering: dict[str, str] = field(default_factory=dict)
+    steering_tokens: int = 0
+    view_commit: str | None = None
 
     def measured(self, request: Request, prompt_tokens: int) -> None:
         """The engine answered ``request`` and counted its prompt: later estimates start there."""
@@ -236,6 +100,9 @@ class Session:
             "last_prompt_chars": self.last_prompt_chars,
             "last_prompt_messages": self.last_prompt_messages,
             "started": self.started,
+            "steering": self.steering,
+            "steering_tokens": self.steering_tokens,
+            "view_commit": self.view_commit,
         }
 
     @classmethod

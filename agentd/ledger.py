@@ -31,7 +31,20 @@ CREATE TABLE IF NOT EXISTS requests (
     changed_section TEXT         -- the first section that changed, at a cache break
 );
 CREATE INDEX IF NOT EXISTS requests_day ON requests(day);
+CREATE TABLE IF NOT EXISTS steering_diffs (  -- a prefix file changed mid-session, sent as a diff in the tail
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    day TEXT NOT NULL,
+    session TEXT,
+    trigger TEXT NOT NULL,       -- the wake whose tail took the diff
+    cause TEXT NOT NULL,         -- "steering-diff: USER.md edited by the person"
+    sections TEXT NOT NULL,      -- the changed sections, comma-separated
+    diff_tokens INTEGER NOT NULL,           -- the diff's estimated size
+    saved_prefix_tokens INTEGER NOT NULL,   -- prefix tokens a new prefix would have recomputed
+    saved_tail_tokens INTEGER NOT NULL      -- session tail it would have re-sent
+);
 """
+STEERING_DIFF = "steering-diff"  # the event kind, as cache-break listings show it
 # Columns added after the first release: older ledgers get them on open.
 ADDED_COLUMNS = {"common_chars": "INTEGER", "changed_section": "TEXT"}
 
@@ -53,6 +66,19 @@ class Record:
     changed_section: str | None = None
     ts: float = 0.0
     day: str | None = None  # the agent's day (its time zone); the machine's when not given
+
+
+@dataclass(frozen=True)
+class SteeringRecord:
+    trigger: str
+    cause: str
+    sections: str
+    diff_tokens: int
+    saved_prefix_tokens: int
+    saved_tail_tokens: int
+    session: str | None = None
+    ts: float = 0.0
+    day: str | None = None
 
 
 class Ledger:
@@ -85,6 +111,18 @@ class Ledger:
         cols = ", ".join(row)
         with self._db() as db:
             db.execute(f"INSERT INTO requests ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+
+    def record_steering(self, rec: SteeringRecord) -> None:
+        ts = rec.ts or time.time()
+        row = asdict(rec) | {"ts": ts, "day": rec.day or datetime.fromtimestamp(ts).strftime("%Y-%m-%d")}
+        with self._db() as db:
+            db.execute(f"INSERT INTO steering_diffs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+
+    def steering_rows(self, since: float = 0.0) -> list[dict[str, Any]]:
+        with self._db() as db:
+            db.row_factory = sqlite3.Row
+            cur = db.execute("SELECT * FROM steering_diffs WHERE ts >= ? ORDER BY id", (since,))
+            return [dict(r) for r in cur.fetchall()]
 
     def rows(self, since: float = 0.0) -> list[dict[str, Any]]:
         with self._db() as db:
@@ -153,8 +191,13 @@ def day_summary(t: dict[str, Any], wakes: int) -> str:
     )
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Requests, tokens, cached %, computed tokens and TTFT percentiles, per trigger and per day."""
+def summarize(rows: list[dict[str, Any]], steering: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Requests, tokens, cached %, computed tokens and TTFT percentiles, per trigger and per day.
+
+    ``steering``: the steering diffs of the same period (``Ledger.steering_rows``): listed
+    with the cache breaks as the event kind ``steering-diff`` (a break avoided), and
+    counted with the prefix tokens they saved.
+    """
 
     def group_by(key: str) -> dict[str, Any]:
         groups: dict[str, list[dict[str, Any]]] = {}
@@ -173,7 +216,25 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for r in rows
         if r["cache_break"]
     ]
-    return {"total": totals(rows), "by_trigger": group_by("trigger"), "by_day": group_by("day"), "cache_breaks": breaks}
+    steering = steering or []
+    for r in steering:
+        saved = f"prefix kept, ~{r['saved_prefix_tokens']} prefix + {r['saved_tail_tokens']} tail tokens saved, diff {r['diff_tokens']}"
+        breaks.append({
+            "time": datetime.fromtimestamp(r["ts"]).isoformat(timespec="seconds"),
+            "trigger": r["trigger"],
+            "purpose": STEERING_DIFF,
+            "cause": f"{r['cause']} ({saved})",
+            "section": r["sections"],
+        })
+    breaks.sort(key=lambda b: b["time"])
+    diffs = {
+        "count": len(steering),
+        "diff_tokens": sum(r["diff_tokens"] for r in steering),
+        "saved_prefix_tokens": sum(r["saved_prefix_tokens"] for r in steering),
+        "saved_tail_tokens": sum(r["saved_tail_tokens"] for r in steering),
+    }
+    return {"total": totals(rows), "by_trigger": group_by("trigger"), "by_day": group_by("day"), "cache_breaks": breaks,
+            "steering_diffs": diffs}
 
 
 def parse_since(text: str) -> float:
@@ -214,9 +275,16 @@ def format_stats(summary: dict[str, Any]) -> str:
     if summary["cache_breaks"]:
         lines.append("cache breaks:")
         lines += [
-            f"  {b['time']}  {b['trigger']:<14} {b['cause']}" + (f" (first change: {b['section']})" if b.get("section") else "")
+            f"  {b['time']}  {b['trigger']:<14} {b['cause']}"  # a steering-diff's cause names itself
+            + (f" (first change: {b['section']})" if b.get("section") and b["purpose"] != STEERING_DIFF else "")
             for b in summary["cache_breaks"][-20:]
         ]
+    diffs = summary.get("steering_diffs") or {}
+    if diffs.get("count"):
+        lines.append(
+            f"{STEERING_DIFF}s: {diffs['count']} (prefix edits sent as diffs in the tail, {diffs['diff_tokens']} tokens); "
+            f"prefix tokens saved: {diffs['saved_prefix_tokens']}, session tail not re-sent: {diffs['saved_tail_tokens']}"
+        )
     lines.append("cached %, computed: over requests whose cached count the engine reported; 'unknown' counts the others")
     return "\n".join(lines)
 

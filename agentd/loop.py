@@ -16,6 +16,7 @@ from agentd.context import (
     ContextCompiler,
     IdSource,
     Message,
+    Prefix,
     Request,
     SelfCheck,
     Session,
@@ -26,13 +27,14 @@ from agentd.events import Event, WakeResult
 from agentd.home import AGENT, Home
 from agentd.ledger import Ledger, Record
 from agentd.tools.base import ToolContext, ToolOutcome, ToolRegistry
+from agentd.wake_session import open_session
 from agentd.wal import WriteAheadLog
 from engine.cache_model import cacheable_tokens
 from engine.errors import EngineError, EngineHTTPError
 from engine.partial_json import StringField, field_text
 from engine.types import ChatEngine, ChatResult, Usage
 from memory import journal
-from memory.compaction import compact, headroom, needs_compaction
+from memory.compaction import headroom
 
 MAX_REPLY_IN_COMMIT = 72
 STEP_MAX_TOKENS = 512  # one action; a model stuck repeating itself stops here, not at the wake budget
@@ -72,6 +74,9 @@ class Agent:
     new_id: IdSource = field(default=random_id)  # wake ids; seeded where prompts must repeat byte for byte
     # The engine's KV block size, read from its metrics (None: it caches any prefix, as llama.cpp does).
     cache_block: Callable[[], int | None] = field(default=lambda: None)
+    # The home's prefix as it is now, in the epoch's section order (None: it cannot be built):
+    # what a session's steering diffs are computed against (agentd.wake_session).
+    candidate_prefix: Callable[[], Prefix | None] = field(default=lambda: None)
 
 
 def record_usage(
@@ -468,39 +473,11 @@ def wake(agent: Agent, event: Event, *, on_delta: Callable[[str], None] | None =
             home.recover()  # an earlier wake died before its commit: undo it first
         # The message that woke the agent goes into the wake's own commit, with its answer.
         absorbed = home.absorb_person_edits(exclude=[event.source] if event.source else None)
-        changes: list[str] = []
-        if absorbed:
-            changes = home.repo.git.show("--name-only", "--format=", absorbed).split()
-            prefix_edits = [p for p in changes if p in ("AGENT.md", "USER.md", "memory/MEMORY.md") or p.endswith("SKILL.md")]
-            if prefix_edits:
-                agent.refresh_prefix(f"{', '.join(prefix_edits)} edited by the person")
-        if agent.compiler.prefix is None:
-            agent.refresh_prefix("cold start")
+        changes = home.repo.git.show("--name-only", "--format=", absorbed).split() if absorbed else []
+        session = open_session(agent, event, changes)
+        kind = session.kind
         compiler = agent.compiler
-        kind = session_kind(event)
-        session = compiler.load_session(kind) if kind == "main" else None
-        if session is None:
-            session = compiler.new_session(kind, agent.clock())
         wal = WriteAheadLog(home.runtime)
-        if kind == "main" and needs_compaction(agent, session):
-            wal.begin("compaction")
-            try:
-                session = compact(agent, session)
-            except Exception as e:
-                # Compaction waits for a healthy engine (the wake reports the failure); a bug
-                # surfaces, with the home as it was.
-                wal.roll_back(home)
-                if not isinstance(e, EngineError):
-                    raise
-            else:
-                home.commit(
-                    "compaction: the session was summarized into the journal",
-                    identity=AGENT,
-                    all_changes=True,
-                    trailers={"Wake-Trigger": "compaction", "Model": agent.model},
-                )
-                compiler.save_session(session)
-                wal.end()
         w = Wake(agent, event, on_delta)
         wal.begin(f"{w.result.wake_id} {event.label}")
         crash: Exception | None = None

@@ -8,11 +8,19 @@ from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 from agentd.config import Config, load_config
-from agentd.context import ContextCompiler, IdSource, build_prefix, random_id
+from agentd.context import ContextCompiler, IdSource, random_id
 from agentd.errors import SourceError
 from agentd.home import Home
 from agentd.ledger import Ledger
 from agentd.loop import Agent
+from agentd.prefix import (
+    FIXED_SECTIONS,
+    PREFIX_FILES,
+    Prefix,
+    build_prefix,
+    change_counts,
+    section_order,
+)
 from agentd.secrets import SecretGuard
 from agentd.skills import load_skills
 from agentd.tools.base import Tool, ToolRegistry
@@ -121,13 +129,13 @@ def build_agent(
         path = home.root / rel
         return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
 
-    def refresh_prefix(cause: str | None) -> bool:
+    def render(order: tuple[str, ...], tell: bool) -> Prefix | None:
         skills = load_skills(home.root)
-        if on_bad_source is not None:
+        if on_bad_source is not None and tell:
             for err in skills.errors:
                 on_bad_source(err)
         try:
-            prefix = build_prefix(read, registry.schemas(), skills.index_text(), tool_calling=config.engine.tool_calling)
+            return build_prefix(read, registry.schemas(), skills.index_text(), tool_calling=config.engine.tool_calling, order=order)
         except SourceError as e:
             # A steering file with conflict markers: never a prefix from it. With a last
             # good prefix the agent keeps it and the person hears why; without one, no wake.
@@ -135,8 +143,19 @@ def build_agent(
                 raise
             if on_bad_source is not None:
                 on_bad_source(e)
-            return False
-        return compiler.start_epoch(prefix, cause)
+            return None
+
+    def refresh_prefix(cause: str | None) -> bool:
+        # The order is measured on the home's history only here, when a prefix is built anew.
+        log = home.repo.git.log("--format=%x00", "--name-only", "--", *PREFIX_FILES, "skills")
+        prefix = render(section_order(change_counts(log)), tell=True)
+        return prefix is not None and compiler.start_epoch(prefix, cause)
+
+    def candidate_prefix() -> Prefix | None:
+        """The home's prefix now, in the epoch's order: compared with what the session shows."""
+        if compiler.prefix is None:
+            return None
+        return render(tuple(s.name for s in compiler.prefix.sections if s.name not in FIXED_SECTIONS), tell=False)
 
     extra = backend_class(config.engine.backend)().request_extras()
     return Agent(
@@ -149,6 +168,7 @@ def build_agent(
         model=model or f"{config.engine.backend}:{config.engine.model}",
         clock=clock or (lambda: datetime.now(tz)),
         refresh_prefix=refresh_prefix,
+        candidate_prefix=candidate_prefix,
         extra_body=extra,
         mask=guard.mask,
         new_id=new_id,

@@ -29,13 +29,17 @@ prefix cache fed the real token ids, on a large home (prefix ≥ 30K tokens). To
 SmolLM2's (its GGUF's vocabulary and chat template, through llama_cpp).
 
 The floor is counted from the day's content, not from either harness's requests: the
-first epoch's whole prefix (rules, tool schemas, home files), then for each later epoch the
-prefix lines no earlier epoch had (a new line in USER.md, new MEMORY.md entries), each event
-message, each tool output as it entered agentd's context (bounded excerpts), and each
-completion of a wake. It is the same for both harnesses; overhead = computed / floor.
-What agentd computes beyond it is overhead: the prefix sections after a changed line and
-the session tail, recomputed on a new prefix after an epoch change; the memory-flush and
-compaction requests; the summary that opens the next session.
+first epoch's whole prefix (rules, tool schemas, home files), then each line new to the
+prefix files once (a new line in USER.md, new MEMORY.md entries), whether a steering diff
+or a later prefix brings it, each event message, each tool output as it entered agentd's
+context (bounded excerpts), and each completion of a wake. It is the same for both
+harnesses; overhead = computed / floor. What agentd computes beyond it is overhead, per
+cause in ``overhead_causes``: steering diffs beyond their new lines, a new prefix (after its
+first changed line) and the session tail re-sent on it, the memory-flush and compaction
+requests, the summary that opens the next session. After the day the daemon's new-day
+rollover (a new prefix with the day's edits, warmed) is run and reported apart
+(``next_day_prefix``). On the real engine the day's first wake is also served cold (a
+restarted engine) and warm (after the warm-up): ``wake_ttft``.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from agentd.context import seeded_ids  # noqa: E402
 from agentd.events import Event  # noqa: E402
 from agentd.home import Home  # noqa: E402
 from agentd.loop import session_kind, wake, warm_up  # noqa: E402
+from agentd.steering_diff import STEERING_TAG  # noqa: E402
 from agentd.template import init_home  # noqa: E402
 from agentd.tools.base import ToolContext, ToolOutcome, ToolRegistry  # noqa: E402
 from agentd.wiring import build_agent  # noqa: E402
@@ -273,6 +278,7 @@ class ReplayEngine:
         self.session = "main"
         self.new_wake = False
         self.purpose = "warmup"
+        self.next_day = False  # the day is over: the rollover's new prefix, counted apart
 
     def begin_wake(self, event: Event, actions: list[dict[str, Any]]) -> None:
         self.queue = list(actions)
@@ -283,7 +289,7 @@ class ReplayEngine:
         last = str(messages[-1].get("content", ""))
         flush_notice = MEMORY_FLUSH_INSTRUCTION.splitlines()[0]
         if kw.get("max_tokens") == 1:
-            purpose = "warmup"
+            purpose = "next-day" if self.next_day else "warmup"
         elif COMPACTION_INSTRUCTION.splitlines()[0] in last:
             purpose = "compaction"
         elif any(flush_notice in str(m.get("content", "")) for m in messages[1:]):
@@ -301,7 +307,7 @@ class ReplayEngine:
                 self.day.items.append(Item(index, "event", self.session, at, messages[-1]))
                 self.new_wake = False
             self.day.items.append(Item(index, "request", self.session, at, snapshot=snapshot(self.root)))
-        if purpose == "warmup":
+        if purpose in ("warmup", "next-day"):
             content = ""
         elif purpose == "flush":
             content = json.dumps({"tool": "done", "arguments": {"summary": "memory is up to date"}})
@@ -365,6 +371,13 @@ def run_agentd(home: Home, steps: list[Step], backend: Backend, id_seed: int = 2
             event = Event("heartbeat", "Open items in HEARTBEAT.md:\n- [ ] glance at inbox/ and outbox/ for anything unanswered", step.at)
         engine.begin_wake(event, step.actions)
         wake(agent, event)
+    # The day rollover, as the daemon does it overnight: the session ends, the prefix is built
+    # from the home as the day left it and warmed. Counted apart ("next-day"): it is the next
+    # day's first cost, paid while the agent is idle.
+    engine.next_day = True
+    agent.compiler.drop_session("main")
+    if agent.refresh_prefix("new day"):
+        warm_up(agent, "new day")
     return engine.day
 
 
@@ -381,7 +394,7 @@ def naive_system(at: datetime, snap: Snapshot, tools: str) -> dict[str, Any]:
 def tool_schemas_text(day: Day) -> str:
     """The tools section of agentd's prefix: the naive harness offers the same tools."""
     system = str(day.requests[0].messages[0]["content"])
-    return system.split("<<< tools >>>")[1].split("<<< AGENT.md >>>")[0]
+    return system.split("<<< tools >>>")[1].split("\n<<< ")[0] + "\n"
 
 
 def naive_requests(day: Day, limit: int | None = None, max_tokens: int | None = None, tok: Tokenizer | None = None) -> list[list[dict[str, Any]]]:
@@ -437,7 +450,17 @@ def floor_breakdown(tok: Tokenizer, day: Day, limit: int | None = None) -> dict[
     seen_sections: set[str] = set()
     prefix_tokens = whole_files = epochs = 0
     previous = None
+    diffs: set[str] = set()
+    diff_lines = 0
     for r in requests:
+        for m in r.messages[1:]:
+            text = str(m.get("content", ""))
+            if text.startswith(STEERING_TAG) and text not in diffs:
+                # A steering diff's new lines are the edit's content, counted once however it arrives.
+                diffs.add(text)
+                added = Counter(line[1:] + "\n" for line in text.splitlines() if line.startswith("+") and not line.startswith("+++"))
+                diff_lines += sum(n * tok.text_tokens(line) for line, n in (added - seen_lines).items())
+                seen_lines |= added
         system = str(r.messages[0]["content"])
         if system == previous:
             continue
@@ -452,13 +475,14 @@ def floor_breakdown(tok: Tokenizer, day: Day, limit: int | None = None) -> dict[
             whole_files += sum(tok.text_tokens(s) for s in prefix_sections(system) if s not in seen_sections)
         seen_lines |= lines
         seen_sections.update(prefix_sections(system))
-    out = dict.fromkeys(FLOOR_PARTS, 0) | {"prefixes": prefix_tokens}
+    out = dict.fromkeys(FLOOR_PARTS, 0) | {"prefixes": prefix_tokens + diff_lines}
     key = {"event": "events", "tool": "tool_outputs", "completion": "completions"}
     for item in day.items:
         if (limit is None or item.index < limit) and item.kind in key:
             out[key[item.kind]] += tok.message_tokens(item.message)
     out["epochs"] = epochs
     out["prefix_whole_files"] = whole_files
+    out["prefix_new_lines_in_diffs"] = diff_lines  # part of "prefixes": the edits' new lines, as steering diffs brought them
     return out
 
 
@@ -498,6 +522,45 @@ def agentd_breakdown(tok: Tokenizer, requests: Sequence[Recorded]) -> dict[str, 
     return {"computed_by_purpose": by_purpose, "computed_on_new_prefix": on_new_prefix}
 
 
+def overhead_causes(tok: Tokenizer, requests: Sequence[Recorded], floor_parts: dict[str, int], floor: int, items: Sequence[Item] = ()) -> dict[str, Any]:
+    """What agentd computes beyond the floor, per cause, in tokens; the rest is request ends
+    (a block cache recomputes each prompt's last partial block and last token) and rounding."""
+    computed = sum(r.usage.prompt_tokens - (r.usage.cached_tokens or 0) for r in requests)
+    br = agentd_breakdown(tok, requests)
+    diffs: dict[tuple[str, int, str], int] = {}
+    summaries: dict[tuple[str, str], int] = {}
+    switches = 0
+    previous = None
+    for r in requests:
+        system = str(r.messages[0]["content"])
+        for i, m in enumerate(r.messages[1:], 1):
+            text = str(m.get("content", ""))
+            if text.startswith(STEERING_TAG):
+                diffs.setdefault((text, i, system), tok.message_tokens(m))
+            elif text.startswith("[summary of the previous session]"):
+                summaries.setdefault((text, system), tok.message_tokens(m) + tok.message_tokens(r.messages[i + 1]))
+        # A prefix switch inside a session: the system message changes under a tail that goes on.
+        if previous is not None and system != previous[0] and r.purpose == "wake" and len(r.messages) > 2 and r.messages[1] == previous[1]:
+            switches += 1
+        previous = (system, r.messages[1] if len(r.messages) > 1 else None)
+    by = br["computed_by_purpose"]
+    dropped_heartbeats = sum(tok.message_tokens(i.message) for i in items if i.index < len(requests)
+                             and i.kind == "completion" and "HEARTBEAT_OK" in str(i.message.get("content", "")))
+    causes = {
+        "new_prefix_beyond_its_new_lines": br["computed_on_new_prefix"]["prefix"],
+        "tail_resent_on_a_new_prefix": br["computed_on_new_prefix"]["tail"],
+        "steering_diffs_beyond_their_new_lines": sum(diffs.values()) - floor_parts.get("prefix_new_lines_in_diffs", 0),
+        "memory_flush": by.get("flush", 0),
+        "compaction_summary_request": by.get("compaction", 0),
+        "summary_opening_each_session": sum(summaries.values()),
+    }
+    # The floor counts every completion, but an empty heartbeat's (HEARTBEAT_OK) is dropped
+    # from the tail and never read back: agentd computes that much less than the floor holds.
+    causes["empty_heartbeats_never_read_back"] = -dropped_heartbeats
+    causes["request_ends_and_rest"] = computed - floor - sum(causes.values())
+    return {"excess_tokens": computed - floor, "causes": causes, "steering_diff_messages": len(diffs), "mid_session_prefix_switches": switches}
+
+
 def digest(requests: Sequence[list[dict[str, Any]]]) -> str:
     """One hash of every request's bytes, in order: equal digests, byte-identical prompts."""
     h = hashlib.sha256()
@@ -508,13 +571,17 @@ def digest(requests: Sequence[list[dict[str, Any]]]) -> str:
 
 def run_engine(label: str, steps: list[Step], prefix_words: int, session_tokens: int, backend_factory: Callable[[], Backend], tok: Tokenizer,
                workdir: Path, limit: int | None = None, naive_max_tokens: int | None = None, rng_seed: int = 2, max_output: int = 8000,
-               context_tokens: int = 131072) -> dict[str, Any]:
+               context_tokens: int = 131072, keep: dict[str, Any] | None = None) -> dict[str, Any]:
     """One engine's figures; ``limit`` keeps agentd's first requests and the naive requests of the same content."""
     root = workdir / label
     shutil.rmtree(root, ignore_errors=True)  # the home's path appears in prompts: the same path every run
     home = make_home(root / "home", random.Random(rng_seed), prefix_words, session_tokens, max_output, context_tokens)
     day = run_agentd(home, steps, backend_factory(), id_seed=rng_seed)
+    next_day = [r for r in day.requests if r.purpose == "next-day"]
+    day.requests = [r for r in day.requests if r.purpose != "next-day"]
     recorded = day.requests[:limit]
+    if keep is not None:
+        keep["day"] = day
     floor_parts = floor_breakdown(tok, day, limit)
     floor = sum(floor_parts[k] for k in FLOOR_PARTS)
     naive = naive_requests(day, limit, naive_max_tokens, tok)
@@ -530,8 +597,29 @@ def run_engine(label: str, steps: list[Step], prefix_words: int, session_tokens:
         "prefix_tokens": tok.message_tokens(recorded[0].messages[0]),
         "floor_breakdown": floor_parts,
         "agentd_breakdown": agentd_breakdown(tok, recorded),
+        "overhead_causes": overhead_causes(tok, recorded, floor_parts, floor, day.items),
+        # The new prefix the day's edits wait for, built and warmed at the rollover (not in the day's figures).
+        "next_day_prefix": {"computed_tokens": sum(r.usage.prompt_tokens - (r.usage.cached_tokens or 0) for r in next_day),
+                            "overhead_with_it": round((a["computed_tokens"] + sum(r.usage.prompt_tokens - (r.usage.cached_tokens or 0) for r in next_day)) / floor, 3)
+                            if floor and limit is None else None},
         "prompt_digest": {"agentd": digest([r.messages for r in recorded]), "naive": digest(naive)},
     }
+
+
+def wake_ttft(sup: Any, day: Day) -> dict[str, Any]:
+    """The day's first wake, served cold (a restarted engine) and warm (after the prefix warm-up), side by side."""
+    warmup = next(r for r in day.requests if r.purpose == "warmup")
+    first = next(r for r in day.requests if r.purpose == "wake")
+    out: dict[str, Any] = {"prompt_tokens": first.usage.prompt_tokens}
+    for side in ("cold", "warm"):
+        sup.stop()
+        sup.start()  # an empty cache
+        if side == "warm":
+            sup.client().chat(warmup.messages, max_tokens=1)  # what the daemon does while idle
+        u = sup.client().chat(first.messages, max_tokens=1, stream=True).usage
+        out[f"{side}_ttft_s"] = round(u.ttft_s if u.ttft_s is not None else u.total_s, 3)
+        out[f"{side}_cached_tokens"] = u.cached_tokens
+    return out
 
 
 def print_engine(label: str, r: dict[str, Any]) -> None:
@@ -543,6 +631,12 @@ def print_engine(label: str, r: dict[str, Any]) -> None:
     print(f"computed(agentd) / computed(naive) = {r['computed_ratio']}")
     print(f"floor: {r['floor_breakdown']}")
     print(f"agentd: {r['agentd_breakdown']}")
+    print(f"overhead causes: {r['overhead_causes']}")
+    print(f"next day's new prefix (rollover, not in the day's figures): {r['next_day_prefix']}")
+    if "wake_ttft" in r:
+        t = r["wake_ttft"]
+        print(f"first wake ({t['prompt_tokens']} prompt tokens): TTFT cold {t['cold_ttft_s']} s ({t['cold_cached_tokens']} cached) "
+              f"vs warm {t['warm_ttft_s']} s ({t['warm_cached_tokens']} cached)")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -581,6 +675,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         from engine.supervisor import EngineSupervisor
         from engine.types import EngineSettings
 
+        kept: dict[str, Any] = {}
         with tempfile.TemporaryDirectory() as rt:
             # 16K context: a wake with five tool results outgrows SmolLM2's 8K (prefill-only, so quality does not matter here).
             sup = EngineSupervisor(EngineSettings("llamacpp", "smollm2", options={"n_ctx": 16384}), Path(rt))
@@ -590,8 +685,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     "llamacpp", make_day(random.Random(1), 3, 4), prefix_words=1100, session_tokens=2500,
                     backend_factory=lambda: LlamaBackend(sup.client()), tok=tok, workdir=args.workdir,
                     limit=args.llama_requests + 1 if args.llama_requests else None, naive_max_tokens=7000, rng_seed=3,
-                    max_output=3000, context_tokens=16384,
+                    max_output=3000, context_tokens=16384, keep=kept,
                 )
+                results["llamacpp"]["wake_ttft"] = wake_ttft(sup, kept["day"])
             finally:
                 sup.stop()
         print_engine(f"llamacpp (real engine, SmolLM2-135M, first {args.llama_requests or 'all'} requests of a 3-hour day)", results["llamacpp"])

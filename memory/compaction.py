@@ -86,12 +86,14 @@ def _fit_for_summary(agent: Agent, session: Session, pending: list[Message], win
     return Session(id=session.id, kind=session.kind, epoch=session.epoch, started=session.started), pending
 
 
-def compact(agent: Agent, session: Session) -> Session:
+def compact(agent: Agent, session: Session, *, rebuild: bool = True) -> Session:
     """Memory flush, then a summary into the journal, then a new session on the (refreshed) prefix.
 
     The flush gives the agent one short turn to write what must survive into memory
     files; the summary request is appended to the session as-is, so it reuses the
     cached prefix and tail. Nothing the agent learned lives only in the discarded tail.
+    ``rebuild=False`` keeps the prefix: the new session carries the home's changes as a
+    steering diff instead (``agentd.wake_session`` decides).
     """
     # The flush is a short wake, and agentd.loop imports this module: so the loop is imported here.
     from agentd.loop import Wake, overflowed, record_usage
@@ -125,7 +127,8 @@ def compact(agent: Agent, session: Session) -> Session:
     summary = bound_summary(result.content)
     write_compaction(agent.home, now, summary, session.id)
     agent.compiler.drop_session(session.kind)
-    agent.refresh_prefix("compaction")
+    if rebuild:
+        agent.refresh_prefix("compaction")
     fresh = agent.compiler.new_session(session.kind, now)
     # Its first request shares only the prefix: the break is the compaction's, whatever changed.
     agent.compiler.note_cause("compaction")

@@ -43,7 +43,7 @@ def test_prefix_is_byte_deterministic(home: Home) -> None:
     b = build_prefix(reader(home), schemas, "- daily-briefing: x\n", tool_calling="json")
     assert a.system_text() == b.system_text() and a.digest == b.digest
     names = [s.name for s in a.sections]
-    assert names == ["rules", "tools", "AGENT.md", "USER.md", "skills", "MEMORY.md"]
+    assert names == ["rules", "tools", "skills", "AGENT.md", "USER.md", "MEMORY.md"]
 
 
 def test_whitespace_and_unicode_normalized(home: Home) -> None:
@@ -96,7 +96,7 @@ def test_requests_are_append_only_across_wakes(home: Home) -> None:
     assert breaks[0] == "cold start" and breaks[1:] == [None] * (len(breaks) - 1)
 
 
-def test_person_edit_to_user_md_starts_epoch_and_is_named(home: Home) -> None:
+def test_person_edit_to_user_md_mid_session_is_a_steering_diff_not_a_new_epoch(home: Home) -> None:
     engine = ScriptedEngine()
     agent = build_agent(home, load_config(home.root), engine, clock=lambda: NOW)
     engine.enqueue_action("reply", text="one")
@@ -105,12 +105,18 @@ def test_person_edit_to_user_md_starts_epoch_and_is_named(home: Home) -> None:
     (home.root / "USER.md").write_text("# About you\n- Name: Ada\n")
     engine.enqueue_action("reply", text="two")
     _say(agent, home, "second", "b")
-    assert agent.compiler.prefix.digest != old_digest  # type: ignore[union-attr]
-    assert "Ada" in engine.requests[-1]["messages"][0]["content"]
-    assert agent.ledger.rows()[-1]["cache_break"] == "USER.md edited by the person"
+    assert agent.compiler.prefix.digest == old_digest  # type: ignore[union-attr]
+    messages = engine.requests[-1]["messages"]
+    assert "Ada" not in messages[0]["content"]
+    diff = messages[-2]["content"]
+    assert diff.startswith("[steering diff · USER.md · edited by the person]") and "+- Name: Ada" in diff
+    assert engine.requests[-1]["messages"][: len(engine.requests[0]["messages"])] == engine.requests[0]["messages"]
+    assert agent.ledger.rows()[-1]["cache_break"] is None
+    (steer,) = agent.ledger.steering_rows()
+    assert steer["cause"] == "steering-diff: USER.md edited by the person" and steer["saved_prefix_tokens"] > 0
 
 
-def test_agent_memory_edit_waits_for_next_session(home: Home) -> None:
+def test_agent_memory_edit_is_a_diff_marked_as_its_own_then_in_the_next_sessions_prefix(home: Home) -> None:
     engine = ScriptedEngine()
     agent = build_agent(home, load_config(home.root), engine, clock=lambda: NOW)
     engine.enqueue_action("remember", topic="plants", fact="the fern needs water on Sundays")
@@ -119,14 +125,15 @@ def test_agent_memory_edit_waits_for_next_session(home: Home) -> None:
     assert "plants" in (home.root / "memory/MEMORY.md").read_text()
     engine.enqueue_action("reply", text="still here")
     _say(agent, home, "next", "b")
-    system = engine.requests[-1]["messages"][0]["content"]
-    assert "plants" not in system.split("<<< MEMORY.md >>>")[1], "mid-session the prefix stays frozen"
+    messages = engine.requests[-1]["messages"]
+    assert "plants" not in messages[0]["content"].split("<<< MEMORY.md >>>")[1], "mid-session the prefix stays frozen"
+    assert messages[-2]["content"].startswith("[steering diff · MEMORY.md · edited by you (the agent)]")
     # a new session (after compaction or a new day) picks the edit up
     agent.compiler.drop_session("main")
-    assert agent.refresh_prefix(None)
     engine.enqueue_action("reply", text="fresh")
     _say(agent, home, "new session", "c")
     assert "plants" in engine.requests[-1]["messages"][0]["content"].split("<<< MEMORY.md >>>")[1]
+    assert not any("[steering diff" in str(m["content"]) for m in engine.requests[-1]["messages"])
     assert agent.ledger.rows()[-1]["cache_break"] == "MEMORY.md changed"
 
 

@@ -102,9 +102,18 @@ def test_user_md_edit_absorbed_by_the_wake_keeps_what_is_shared(home: Home) -> N
     (home.root / "USER.md").write_text((home.root / "USER.md").read_text() + "- Name: Ada\n")
     engine.enqueue_action("reply", text="two")
     _say(agent, home, "second", "b")
+    # Mid-session the edit is a steering diff: no break, everything sent before is cached.
+    row = agent.ledger.rows()[-1]
+    assert row["cache_break"] is None and row["cached_tokens"] == row["expected_cached"] > 0
+    assert [r["sections"] for r in agent.ledger.steering_rows()] == ["USER.md"]
+    # At a session boundary (a new day, here) the prefix is built anew from the edited file.
+    agent.compiler.drop_session("main")
+    (home.root / "USER.md").write_text((home.root / "USER.md").read_text() + "- City: Lyon\n")
+    engine.enqueue_action("reply", text="three")
+    _say(agent, home, "third", "c")
     row = agent.ledger.rows()[-1]
     assert row["cache_break"] == "USER.md edited by the person" and row["changed_section"] == "USER.md"
-    # The rules, tools and AGENT.md before USER.md are still cached, and the check says so.
+    # The rules, tools, skills and AGENT.md before USER.md are still cached, and the check says so.
     assert row["cached_tokens"] > 0 and row["common_chars"] > 0
     assert abs(row["expected_cached"] - row["cached_tokens"]) <= 0.05 * row["cached_tokens"]
     assert _causes(agent).count("USER.md edited by the person") == 1

@@ -24,7 +24,7 @@ def stats(c: Context, since: str, as_json: bool) -> None:
     except ValueError as e:
         raise UserError(str(e)) from None
     ledger = Ledger(c.home().runtime / "ledger.db")
-    summary = summarize(ledger.rows(t))
+    summary = summarize(ledger.rows(t), ledger.steering_rows(t))
     click.echo(json.dumps(summary, indent=2) if as_json else format_stats(summary))
 
 

@@ -3,7 +3,9 @@
 An edit takes effect without a restart: the watch publishes a new ``Steering`` (the
 core applies the config, the schedule services take their part). A bad edit keeps
 the last good version and is told once with file and line. An edit to AGENT.md,
-USER.md or MEMORY.md between wakes starts a new epoch now and warms the engine.
+USER.md or MEMORY.md between wakes is committed as the person's at once; with a session
+open it reaches the model as a steering diff at the next wake (``agentd.steering_diff``),
+otherwise — or when no diff can carry it — a new epoch starts now and the engine is warmed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import logging
 
 from agentd import heartbeat as hb
+from agentd import steering_diff
 from agentd.config import load_config
 from agentd.errors import AgentdError, SourceError
 from agentd.services.base import Hub, Service, Steering
@@ -85,7 +88,7 @@ class SteeringWatch(Service):
         return {**self.jobs, **good} if parsed.errors else good
 
     def _watch_prefix(self) -> None:
-        """Your edit to a prefix file starts a new epoch now, and the engine is warmed before the next wake."""
+        """Your edit to a prefix file: committed now; a diff at the next wake, or a new epoch warmed now."""
         agent, home = self.hub.agent, self.hub.home
         if agent is None or self.hub.wake_running():
             return  # a running wake absorbs it itself
@@ -103,7 +106,18 @@ class SteeringWatch(Service):
         except AgentdError as e:
             log.error("could not absorb your edits: %s", e)
             return
-        if agent.refresh_prefix(f"{', '.join(edited)} edited by the person"):
+        cause = f"{', '.join(edited)} edited by the person"
+        session = agent.compiler.load_session("main")
+        if session is not None and agent.compiler.prefix is not None:
+            # A session is open: it keeps its prefix and its next wake takes the edit as a
+            # steering diff; only an edit no diff can carry starts a new prefix now.
+            candidate = agent.candidate_prefix()
+            decision = steering_diff.decide(agent.compiler, session, candidate, lambda _: steering_diff.PERSON) if candidate else None
+            if decision is None or decision.kind != "new-prefix":
+                log.info("%s: a steering diff at the next wake (the prefix is kept)", cause)
+                return
+            cause = decision.cause or cause
+        if agent.refresh_prefix(cause):
             self.hub.request_warmup(f"{', '.join(edited)} edited")
 
     def _bad_edit(self, err: SourceError) -> None:

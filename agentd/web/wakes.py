@@ -94,7 +94,8 @@ def cache_data(request: Request) -> dict[str, Any]:
     """Per-wake hit rate (git trailers), per-day hit rate and computed tokens (the ledger), breaks, budget."""
     home = web_of(request).home
     wakes = [r for r in reversed(wake_rows(request)) if r.entry.who == "agent" and r.hit_rate is not None]
-    summary = summarize(Ledger(home.runtime / "ledger.db").rows())
+    ledger = Ledger(home.runtime / "ledger.db")
+    summary = summarize(ledger.rows(), ledger.steering_rows())
     days = summary["by_day"]
     try:
         config = load_config(home.root)
@@ -118,6 +119,7 @@ def cache_data(request: Request) -> dict[str, Any]:
             "computed": [v["computed_tokens"] for v in days.values()],
         },
         "breaks": summary["cache_breaks"][-50:],
+        "steering": summary["steering_diffs"],
         "total": summary["total"],
         "budget": {"day": today, "used": used, "limit": budget},
         "engine": {**engine, **({"running": state["engine"]} if state and state.get("engine") else {})},

@@ -12,6 +12,7 @@ import pytest
 # The token ids are SmolLM2's, read from its GGUF through llama_cpp (vocab only, no engine).
 pytest.importorskip("llama_cpp")
 
+from agentd.steering_diff import STEERING_TAG  # noqa: E402
 from bench.agent_day import (  # noqa: E402
     Day,
     Item,
@@ -121,3 +122,26 @@ def test_floor_counts_content_once_whatever_is_re_sent() -> None:
     # A harness re-sending its tail on every request (or after each epoch) adds nothing to it.
     resent = Day([*day.requests, _recorded(two, "[Message] hello", "hi", "[Message] hello", "hi")], items)
     assert floor_breakdown(tok, resent) == parts
+
+
+def test_recorded_prompts_show_steering_diffs_in_the_tail_and_no_mid_session_prefix_switch(small_day: tuple[Day, list[list[dict]]]) -> None:
+    day, _ = small_day
+    requests = [r for r in day.requests if r.purpose != "next-day"]
+    # A session is known by its first message after the prefix: within one, the prefix never changes.
+    sessions: dict[str, set[str]] = {}
+    for r in requests:
+        if len(r.messages) > 2:
+            sessions.setdefault(json.dumps(r.messages[1]), set()).add(str(r.messages[0]["content"]))
+    assert len(sessions) > 2 and all(len(systems) == 1 for systems in sessions.values())
+    assert len({str(r.messages[0]["content"]) for r in requests}) == 1, "the day's edits never forced a new prefix"
+    for edit in (s for s in make_day(random.Random(1), 3, 4) if s.kind == "edit_user"):
+        line = edit.text.strip().splitlines()[0]
+        first = next(r for r in requests if r.at > edit.at and r.purpose == "wake")
+        assert line not in str(first.messages[0]["content"])
+        diffs = [str(m["content"]) for m in first.messages[1:] if str(m["content"]).startswith(STEERING_TAG)]
+        assert any("edited by the person" in d and "+" + line in d for d in diffs)
+    # The agent's own MEMORY.md updates come as diffs marked as its own.
+    assert any("MEMORY.md · edited by you (the agent)" in str(m["content"]) for r in requests for m in r.messages[1:])
+    # The new prefix waits for the rollover, and holds the edits.
+    (rollover,) = [r for r in day.requests if r.purpose == "next-day"]
+    assert all(s.text.strip() in str(rollover.messages[0]["content"]) for s in make_day(random.Random(1), 3, 4) if s.kind == "edit_user")

@@ -189,3 +189,29 @@ def test_a_steering_file_with_conflict_markers_is_reported_as_such_and_the_prefi
         run_until(d, lambda: notices.is_file() and "steering file cannot be used" in notices.read_text(), what="the notice")
         assert "AGENT.md" in notices.read_text() and "A skill was skipped" not in notices.read_text()
         assert d.agent.compiler.prefix == before
+
+
+def test_a_user_md_edit_mid_session_reaches_the_next_wake_as_a_steering_diff_on_the_same_prefix(home: Home, server: ScriptedServer, engine: EngineScript) -> None:
+    configure(home, server.url, every="1h")
+    with running(build_daemon(home, poll_s=0.02)) as d:
+        assert d.agent is not None
+        post(home, "first", "hello")
+        run_until(d, lambda: (home.root / "inbox/done/first.md").exists() and not d.wake_running(), what="the first wake")
+        idle(d, 10)  # its warm-up, if any
+        prefix = d.agent.compiler.prefix
+        user = home.root / "USER.md"
+        user.write_text(user.read_text() + "- Name: Ada Lovelace\n")
+        run_until(d, lambda: any(s.startswith("person: edited USER.md") for s in subjects(home, "person:")), what="the edit committed")
+        idle(d, 20)
+        assert d.agent.compiler.prefix == prefix, "a session is open: no new prefix, no warm-up"
+        post(home, "second", "what is my name?")
+        run_until(d, lambda: (home.root / "inbox/done/second.md").exists(), what="the second wake")
+        body = next(b for b in reversed(engine.bodies) if "what is my name?" in str(b["messages"][-1]["content"]))
+        first = next(b for b in engine.bodies if "hello" in str(b["messages"][-1]["content"]) and b.get("max_tokens") != 1)
+        messages = body["messages"]
+        assert messages[0] == first["messages"][0] and "Ada Lovelace" not in messages[0]["content"]
+        diff = str(messages[-2]["content"])
+        assert diff.startswith("[steering diff · USER.md · edited by the person]") and "+- Name: Ada Lovelace" in diff
+        assert d.agent.compiler.prefix == prefix
+    steering = Ledger(home.runtime / "ledger.db").steering_rows()
+    assert [r["sections"] for r in steering] == ["USER.md"] and steering[0]["saved_prefix_tokens"] > 0

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from agentd import inbox
 from agentd.events import Event
 from agentd.home import AGENT, Home
-from agentd.ledger import Ledger, Record
+from agentd.ledger import Ledger, Record, SteeringRecord
 from agentd.services.lifecycle import daemon_lock, state_path
 from agentd.tools import approvals as parked
 from agentd.web import auth
@@ -201,6 +201,15 @@ def test_the_cache_page_has_per_wake_and_per_day_figures(browser: Browser, home:
     assert data["breaks"][0]["cause"] == "USER.md edited"
     page = browser.client.get("/cache").text
     assert 'id="plot-wakes"' in page and "USER.md edited" in page and "llamacpp" in page
+
+
+def test_the_cache_page_shows_steering_diffs_and_the_prefix_tokens_they_saved(browser: Browser, home: Home) -> None:
+    ledger = Ledger(home.runtime / "ledger.db")
+    ledger.record_steering(SteeringRecord("message", "person edited USER.md", "USER.md", 40, 1800, 300, ts=1_764_500_000.0, day="2025-11-30"))
+    data = browser.client.get("/cache/data.json").json()
+    assert data["steering"]["count"] == 1 and data["steering"]["saved_prefix_tokens"] == 1800
+    assert any(b["purpose"] == "steering-diff" for b in data["breaks"])
+    assert "saving <strong>1800</strong> prefix tokens" in browser.client.get("/cache").text
 
 
 # ---------------------------------------------------------------- mind
