@@ -6,40 +6,38 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
-from agentd.config import Config
+from agentd.agent import Agent, record_usage
 from agentd.context import (
     HEARTBEAT_OK,
-    ContextCompiler,
-    IdSource,
     Message,
-    Prefix,
     Request,
-    SelfCheck,
     Session,
-    random_id,
 )
 from agentd.errors import AgentdError, SecretError
 from agentd.events import Event, WakeResult
-from agentd.home import AGENT, Home
-from agentd.ledger import Ledger, Record
-from agentd.tools.base import ToolContext, ToolOutcome, ToolRegistry
+from agentd.home import AGENT
+from agentd.tools.base import ToolContext, ToolOutcome
+from agentd.turns import (
+    REPLY,
+    assistant_message,
+    parse_turn,
+    reply_call_stream,
+    reply_stream,
+    result_message,
+)
 from agentd.wake_session import open_session
 from agentd.wal import WriteAheadLog
-from engine.cache_model import cacheable_tokens
 from engine.errors import EngineError, EngineHTTPError
-from engine.partial_json import StringField, field_text
-from engine.types import ChatEngine, ChatResult, Usage
+from engine.types import ChatResult
 from memory import journal
 from memory.compaction import headroom
 
 MAX_REPLY_IN_COMMIT = 72
 STEP_MAX_TOKENS = 512  # one action; a model stuck repeating itself stops here, not at the wake budget
 MIN_STEP_TOKENS = 64  # a step needs at least this much room in the context window
-REPLY = "reply"
 MAX_SAME_FAILURES = 2  # the same call (tool and arguments) failing this often is not run again
 LAST_STEP_NOTE = "[last step] This is the last step of this wake: answer the person now with the reply tool, from what you know."
 REPEAT_NOTE = ("not run: this exact call already failed twice ({error}). Do not repeat it; "
@@ -53,69 +51,6 @@ CONTEXT_OVERFLOW = re.compile(
 
 class ContextFull(Exception):
     """The next request would not fit the engine's context window: the wake stops here."""
-
-
-@dataclass
-class Agent:
-    """Everything one wake needs, wired once by :func:`agentd.wiring.build_agent`."""
-
-    home: Home
-    config: Config
-    engine: ChatEngine
-    registry: ToolRegistry
-    compiler: ContextCompiler
-    ledger: Ledger
-    model: str
-    clock: Callable[[], datetime]
-    refresh_prefix: Callable[[str | None], bool]  # rebuild the prefix from the home; cause → new epoch?
-    extra_body: dict[str, Any] | None = None  # backend-specific request fields
-    mask: Callable[[str], str] = field(default=lambda text: text)
-    monotonic: Callable[[], float] = field(default=time.monotonic)  # the wall-time budget's clock
-    new_id: IdSource = field(default=random_id)  # wake ids; seeded where prompts must repeat byte for byte
-    # The engine's KV block size, read from its metrics (None: it caches any prefix, as llama.cpp does).
-    cache_block: Callable[[], int | None] = field(default=lambda: None)
-    # The home's prefix as it is now, in the epoch's section order (None: it cannot be built):
-    # what a session's steering diffs are computed against (agentd.wake_session).
-    candidate_prefix: Callable[[], Prefix | None] = field(default=lambda: None)
-
-
-def record_usage(
-    agent: Agent,
-    u: Usage,
-    *,
-    trigger: str,
-    purpose: str,
-    check: SelfCheck,
-    session: str | None = None,
-) -> None:
-    """One ledger row per engine request, with what the self-check expected and why the cache broke.
-
-    The day is the agent's own (its configured time zone), as the day rollover counts it.
-    """
-    cause = check.cause
-    expected = cacheable_tokens(check.expected_cached, u.prompt_tokens, agent.cache_block())
-    if cause is None and u.cached_tokens is not None and expected and u.cached_tokens + 64 < 0.9 * expected:
-        # Behind a pool's router an unexplained miss is the home sent to another replica (one
-        # failed, or the pool was resized): the request itself warms the prefix there.
-        cause = "replica-moved" if agent.config.engine.backend == "pool" else "engine cache miss (evicted or restarted)"
-    agent.ledger.record(
-        Record(
-            trigger=trigger,
-            purpose=purpose,
-            prompt_tokens=u.prompt_tokens,
-            cached_tokens=u.cached_tokens,
-            completion_tokens=u.completion_tokens,
-            session=session,
-            model=agent.model,
-            expected_cached=expected,
-            ttft_s=u.ttft_s,
-            total_s=u.total_s,
-            cache_break=cause,
-            common_chars=check.common_chars,
-            changed_section=check.section,
-            day=agent.clock().strftime("%Y-%m-%d"),
-        )
-    )
 
 
 @dataclass
@@ -141,60 +76,9 @@ class _Budget:
         return None
 
 
-@dataclass
-class _Turn:
-    """What one engine response asked for."""
-
-    calls: list[tuple[str, str | dict[str, Any], str | None]]  # (tool, arguments, call id)
-    final_text: str | None  # a plain answer without a tool call (native mode)
-    problem: str | None  # the response was not a usable action (json mode)
-
-
 def session_kind(event: Event) -> str:
     """Cron jobs run in their own short session on the shared prefix; the rest share "main"."""
     return event.session_kind
-
-
-def _parse_turn(result: ChatResult, tool_calling: str, reply_only: bool = False) -> _Turn:
-    if tool_calling == "native":
-        if result.tool_calls:
-            return _Turn([(c.name, c.arguments, c.id) for c in result.tool_calls], None, None)
-        return _Turn([], result.content.strip(), None)
-    text = result.content.strip()
-    try:
-        # strict=False: llama.cpp's grammar lets raw control characters (a newline) into strings.
-        action = json.loads(text, strict=False)
-    except json.JSONDecodeError as e:
-        cut = field_text(text, "text") if reply_only else None
-        if cut is not None and cut[0].strip():
-            # A reply cut short by max_tokens: what the person would have read so far is the answer.
-            return _Turn([(REPLY, {"text": cut[0]}, None)], None, None)
-        return _Turn([], None, f"your answer was not a JSON action ({e.msg}); answer with {{\"tool\": …, \"arguments\": {{…}}}}")
-    except RecursionError:  # nesting deeper than the parser's stack: a malformed action, not a crash
-        return _Turn([], None, "your answer's JSON is nested too deeply; answer with one flat action")
-    if not isinstance(action, dict) or not isinstance(action.get("tool"), str):
-        return _Turn([], None, 'your answer needs a "tool" name and "arguments"')
-    args = action.get("arguments", {})
-    return _Turn([(action["tool"], args if isinstance(args, (dict, str)) else json.dumps(args), None)], None, None)
-
-
-def _assistant_message(result: ChatResult, tool_calling: str) -> Message:
-    if tool_calling == "native" and result.tool_calls:
-        return {
-            "role": "assistant",
-            "content": result.content,
-            "tool_calls": [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                for c in result.tool_calls
-            ],
-        }
-    return {"role": "assistant", "content": result.content}
-
-
-def _result_message(outcome: ToolOutcome, call_id: str | None, tool_calling: str) -> Message:
-    if tool_calling == "native" and call_id is not None:
-        return {"role": "tool", "tool_call_id": call_id, "content": outcome.text}
-    return {"role": "user", "content": f"[result of {outcome.name}]\n{outcome.text}"}
 
 
 class Wake:
@@ -237,8 +121,8 @@ class Wake:
             except ContextFull as e:
                 self._stop(str(e))
                 return
-            turn = _parse_turn(result, tool_calling, reply_only)
-            self.pending.append(_assistant_message(result, tool_calling))
+            turn = parse_turn(result, tool_calling, reply_only)
+            self.pending.append(assistant_message(result, tool_calling))
             if turn.problem:
                 self.result.actions.append("malformed action (returned to the model)")
                 self.pending.append({"role": "user", "content": f"[error] {turn.problem}"})
@@ -250,7 +134,7 @@ class Wake:
             for name, arguments, call_id in turn.calls:
                 outcome = self._execute(name, arguments)
                 self.result.actions.append(self.agent.mask(self._describe(name, arguments, outcome)))
-                self.pending.append(_result_message(outcome, call_id, tool_calling))
+                self.pending.append(result_message(outcome, call_id, tool_calling))
                 if outcome.ends_wake:
                     ended = True
                     if outcome.reply is not None:
@@ -320,9 +204,9 @@ class Wake:
         # Always streamed: the engine's time to first token is measured, not guessed.
         on_delta = self.on_delta
         if on_delta is not None and tool_calling == "json":
-            on_delta = _reply_stream(on_delta)
+            on_delta = reply_stream(on_delta)
         elif on_delta is not None:
-            kwargs["on_call_delta"] = _reply_call_stream(on_delta)
+            kwargs["on_call_delta"] = reply_call_stream(on_delta)
         try:
             result = agent.engine.chat(request.messages, stream=True, on_delta=on_delta, **kwargs)
         except EngineHTTPError as e:
@@ -422,28 +306,6 @@ class Wake:
             "Wake-Steps": str(res.steps),
         }
         return subject + ("\n\n" + body if body.strip() else ""), trailers
-
-
-def _reply_stream(sink: Callable[[str], None]) -> Callable[[str], None]:
-    """Reads a streamed JSON action; passes the reply tool's text on as it is generated."""
-    field = StringField("text", when=("tool", REPLY))
-
-    def feed(piece: str) -> None:
-        if text := field.feed(piece):
-            sink(text)
-
-    return feed
-
-
-def _reply_call_stream(sink: Callable[[str], None]) -> Callable[[str, str], None]:
-    """Reads a streamed native tool call; passes the reply tool's text on as it is generated."""
-    field = StringField("text")
-
-    def feed(name: str, piece: str) -> None:
-        if name == REPLY and (text := field.feed(piece)):
-            sink(text)
-
-    return feed
 
 
 def _context_full(window: int | None, prefix_tokens: int | None = None) -> str:

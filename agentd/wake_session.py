@@ -23,7 +23,7 @@ from engine.errors import EngineError
 from memory.compaction import compact, needs_compaction
 
 if TYPE_CHECKING:
-    from agentd.loop import Agent
+    from agentd.agent import Agent
 
 PREFIX_PATHS = ("AGENT.md", "USER.md", "memory/MEMORY.md")
 

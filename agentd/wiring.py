@@ -7,12 +7,12 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
+from agentd.agent import Agent
 from agentd.config import Config, load_config
 from agentd.context import ContextCompiler, IdSource, random_id
 from agentd.errors import SourceError
 from agentd.home import Home
 from agentd.ledger import Ledger
-from agentd.loop import Agent
 from agentd.prefix import (
     FIXED_SECTIONS,
     PREFIX_FILES,

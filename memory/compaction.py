@@ -10,8 +10,8 @@ from agentd.events import Event
 from engine.errors import EngineError, EngineHTTPError
 
 if TYPE_CHECKING:
+    from agentd.agent import Agent
     from agentd.home import Home
-    from agentd.loop import Agent
 
 SUMMARY_MAX_CHARS = 2000
 COMPACTION_MAX_TOKENS = 400
@@ -96,7 +96,8 @@ def compact(agent: Agent, session: Session, *, rebuild: bool = True) -> Session:
     steering diff instead (``agentd.wake_session`` decides).
     """
     # The flush is a short wake, and agentd.loop imports this module: so the loop is imported here.
-    from agentd.loop import Wake, overflowed, record_usage
+    from agentd.agent import record_usage
+    from agentd.loop import Wake, overflowed
 
     now = agent.clock()
     flush = Wake(agent, Event("system", MEMORY_FLUSH_INSTRUCTION, now, name="memory-flush"))

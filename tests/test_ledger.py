@@ -239,8 +239,8 @@ def test_a_miss_behind_a_pool_is_recorded_as_replica_moved(home: Home) -> None:
 
 def test_expected_cached_counts_whole_blocks_of_the_engines_real_size(home: Home) -> None:
     """A 520-token prompt sharing 500 tokens: vLLM with 128-token blocks serves 384; that is no cache miss."""
+    from agentd.agent import record_usage
     from agentd.context import SelfCheck
-    from agentd.loop import record_usage
     from engine.types import Usage
 
     agent = _agent(home, ScriptedEngine())

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from agentd.events import Event, EventKind, WakeResult
 
 if TYPE_CHECKING:
+    from agentd.agent import Agent
     from agentd.config import Config
     from agentd.home import Home
-    from agentd.loop import Agent
     from agentd.services.notices import Notices
     from agentd.services.retries import RetrySchedule
     from scheduler.cron import CronJob
