@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import difflib
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from agentd import config_values as checks
 from agentd.errors import ConfigError
 from engine.backends import backend_class, installed
 from engine.client import Timeouts
@@ -24,7 +22,6 @@ from engine.options import Check as Validator
 from engine.options import choice as _choice
 from engine.options import text as _text
 from engine.options import whole_number as _int
-from scheduler.timespec import ActiveHours, parse_duration
 
 CONFIG_FILE = "agent.yaml"
 
@@ -137,198 +134,55 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
 
 
-# ------------------------------------------------------------------ validators
-# Each takes the YAML value and returns the typed value, or raises ValueError
-# whose text is what was expected (engine/options.py has the ones backends use too).
-
-
-def _backend(v: Any) -> str:
-    names = sorted(installed())
-    if v not in names:
-        raise ValueError("one of the installed backends: " + ", ".join(names))
-    return str(v)
-
-
-def _opt_int(lo: int) -> Validator:
-    inner = _int(lo)
-
-    def check(v: Any) -> int | None:
-        return None if v is None else inner(v)
-
-    return check
-
-
-def _seconds(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise ValueError("a positive number of seconds")
-    return float(v)
-
-
-def _opt_text(v: Any) -> str | None:
-    return None if v is None else _text(v)
-
-
-def _env_name(v: Any) -> str | None:
-    if v is None:
-        return None
-    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
-        raise ValueError("the name of an environment variable, e.g. OPENAI_API_KEY")
-    return v
-
-
-def _timezone(v: Any) -> str:
-    if v == "local":
-        return "local"
-    try:
-        if not isinstance(v, str):
-            raise ValueError(v)
-        ZoneInfo(v)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder, a name too long
-        raise ValueError('an IANA time zone such as Europe/Berlin, or "local"') from None
-    return v
-
-
-def _every(v: Any) -> timedelta | None:
-    if v in (None, "off", False):
-        return None
-    try:
-        return parse_duration(str(v))
-    except ValueError:
-        raise ValueError('a duration such as 30m, 2h or 1h30m, or "off"') from None
-
-
-def _hours(v: Any) -> str:
-    try:
-        ActiveHours.parse(None if v is None else str(v))
-    except ValueError:
-        raise ValueError('a range such as "08:00-22:00" (or "always")') from None
-    return "always" if v is None else str(v)
-
-
-def _on_off(v: Any) -> bool:
-    if v in ("on", True):
-        return True
-    if v in ("off", False):
-        return False
-    raise ValueError("on or off")
-
-
-def _strings(v: Any) -> tuple[str, ...]:
-    if v is None:
-        return ()
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise ValueError("a list of strings")
-    return tuple(v)
-
-
-def _regexes(v: Any) -> tuple[str, ...]:
-    items = _strings(v)
-    for item in items:
-        try:
-            re.compile(item)
-        except re.error as e:
-            raise ValueError(f"a list of regular expressions ({item!r}: {e})") from None
-    return items
-
-
-def _host(v: Any) -> str:
-    text = v.strip().strip("[]") if isinstance(v, str) else ""
-    if not text or any(c.isspace() or c in "/@" for c in text):
-        raise ValueError("a host name or IP address to listen on (e.g. 127.0.0.1)")
-    return text
-
-
-def _port(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 65535:
-        raise ValueError("a TCP port from 0 (any free port) to 65535")
-    return v
-
-
-def _env_names(v: Any) -> tuple[str, ...]:
-    items = _strings(v)
-    for item in items:
-        _env_name(item)
-    return items
-
-
-def _url(v: Any) -> str:
-    if not isinstance(v, str) or not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
-        raise ValueError("an http(s) URL such as https://matrix.example.org")
-    return v.rstrip("/")
-
-
-def _matrix_user(v: Any) -> str:
-    if not isinstance(v, str) or not re.fullmatch(r"@[^:\s]+:\S+", v):
-        raise ValueError("a Matrix user id such as @agent:example.org")
-    return v
-
-
-def _matrix_users(v: Any) -> tuple[str, ...]:
-    items = _strings(v)
-    for item in items:
-        if not re.fullmatch(r"@[^:\s]+:\S+", item):
-            raise ValueError(f"a list of Matrix user ids such as @you:example.org ({item!r} is not one)")
-    return items
-
-
-def _matrix_rooms(v: Any) -> tuple[str, ...]:
-    items = _strings(v)
-    for item in items:
-        # Room ids of room version 12 on have no server part (!abc); aliases always have one.
-        if not re.fullmatch(r"![^\s]+|#[^:\s]+:\S+", item):
-            raise ValueError(f"a list of room ids (!abc:example.org) or aliases (#name:example.org) ({item!r} is not one)")
-    return items
-
-
 # dotted key -> validator. Each backend's own section, engine.<backend>, is its
 # class's ``options`` (engine/backends.py), so a typo there is reported here too.
 FIELDS: dict[str, Validator] = {
-    "id": _opt_text,  # the agent's id (session key); set by `agentd fork`, else derived from the home's path
+    "id": checks.opt_text,  # the agent's id (session key); set by `agentd fork`, else derived from the home's path
     "name": _text,
-    "timezone": _timezone,
-    "engine.backend": _backend,
+    "timezone": checks.timezone_name,
+    "engine.backend": checks.backend,
     "engine.model": _text,
     "engine.tool_calling": _choice("json", "native"),
-    "engine.url": _opt_text,
-    "engine.api_key_env": _env_name,
-    "engine.context_tokens": _opt_int(256),
+    "engine.url": checks.opt_text,
+    "engine.api_key_env": checks.env_name,
+    "engine.context_tokens": checks.opt_int(256),
     "engine.session_header": _text,
     # How long a request may wait on the engine (engine/client.py Timeouts has the defaults).
-    "engine.timeouts.connect": _seconds,
-    "engine.timeouts.first_byte": _seconds,
-    "engine.timeouts.idle": _seconds,
-    "engine.timeouts.total": _seconds,
-    "heartbeat.every": _every,
-    "heartbeat.active_hours": _hours,
+    "engine.timeouts.connect": checks.seconds,
+    "engine.timeouts.first_byte": checks.seconds,
+    "engine.timeouts.idle": checks.seconds,
+    "engine.timeouts.total": checks.seconds,
+    "heartbeat.every": checks.every,
+    "heartbeat.active_hours": checks.hours,
     "budgets.max_steps": _int(1, 200),
     "budgets.max_completion_tokens": _int(16),
-    "budgets.max_wall_seconds": _seconds,
+    "budgets.max_wall_seconds": checks.seconds,
     "budgets.daily_tokens": _int(0),
     "budgets.session_tokens": _int(500),
     "budgets.memory_chars": _int(200),
     "shell.mode": _choice("auto", "ask", "deny"),
-    "shell.timeout": _seconds,
+    "shell.timeout": checks.seconds,
     "shell.max_output": _int(200),
-    "shell.allow": _regexes,
-    "shell.deny": _regexes,
-    "shell.env": _env_names,
-    "shell.workdirs": _strings,
-    "shell.read_only": _strings,
-    "shell.network": _on_off,
+    "shell.allow": checks.regexes,
+    "shell.deny": checks.regexes,
+    "shell.env": checks.env_names,
+    "shell.workdirs": checks.strings,
+    "shell.read_only": checks.strings,
+    "shell.network": checks.on_off,
     "shell.max_processes": _int(8),
     "shell.max_memory_mb": _int(64),
     "shell.max_file_mb": _int(1),
     "shell.max_cpu_seconds": _int(1),
-    "files.allow": _strings,
-    "secrets.env": _env_names,
-    "channels.matrix.homeserver": _url,
-    "channels.matrix.user_id": _matrix_user,
-    "channels.matrix.token_env": _env_name,
-    "channels.matrix.rooms": _matrix_rooms,
-    "channels.matrix.allow": _matrix_users,
-    "web.enabled": _on_off,
-    "web.host": _host,
-    "web.port": _port,
+    "files.allow": checks.strings,
+    "secrets.env": checks.env_names,
+    "channels.matrix.homeserver": checks.url,
+    "channels.matrix.user_id": checks.matrix_user,
+    "channels.matrix.token_env": checks.env_name,
+    "channels.matrix.rooms": checks.matrix_rooms,
+    "channels.matrix.allow": checks.matrix_users,
+    "web.enabled": checks.on_off,
+    "web.host": checks.host,
+    "web.port": checks.port,
 }
 MATRIX_REQUIRED = ("homeserver", "user_id")
 OPTION_DEFAULTS = {f"engine.timeouts.{k}": v for k, v in asdict(Timeouts()).items()}
