@@ -168,6 +168,10 @@ def _common_prefix(a: list[str], b: list[str]) -> tuple[int, int]:
     return messages, chars
 
 
+# One example action: a small model copies the shape it was shown.
+REPLY_NOTE = '(Reply to the person with {"tool": "reply", "arguments": {"text": ...}}, the text being your answer in a short sentence.)'
+
+
 class ContextCompiler:
     """Owns the epoch (the frozen prefix) and the sessions of one home.
 
@@ -428,13 +432,18 @@ class ContextCompiler:
 
     # ------------------------------------------------------------ events
     @staticmethod
-    def event_message(event: Event, now: datetime, changes: Sequence[str] = ()) -> Message:
-        """The event: what woke the agent, and the volatile facts, in the last message."""
+    def event_message(event: Event, now: datetime, changes: Sequence[str] = (), recalled: Sequence[str] = ()) -> Message:
+        """The event: what woke the agent, and the volatile facts, in the last message.
+
+        ``recalled``: lines of USER.md/MEMORY.md that share words with a person's message
+        (:mod:`agentd.recall`), quoted under it."""
         lines = [f"[{event.heading} · {now.strftime('%Y-%m-%d %H:%M %Z').strip()} ({now.strftime('%A')})]"]
         if changes:
             lines.append("Changed in the home since the last wake: " + ", ".join(changes))
         lines.append("")
         lines.append(event.text.strip() or "(empty)")
         if event.spec.from_person:
-            lines += ["", "(Answer the person with the reply tool.)"]
+            lines += ["", REPLY_NOTE]
+        if recalled:
+            lines += ["", *(f"({line.replace(': ', ') ', 1)}" for line in recalled)]
         return {"role": "user", "content": "\n".join(lines)}

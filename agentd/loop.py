@@ -19,6 +19,7 @@ from agentd.context import (
 from agentd.errors import AgentdError, SecretError
 from agentd.events import Event, WakeResult
 from agentd.home import AGENT
+from agentd.recall import recall_from_home
 from agentd.tools.base import ToolContext, ToolOutcome
 from agentd.turns import (
     REPLY,
@@ -102,7 +103,8 @@ class Wake:
 
     # ---------------------------------------------------------------- the loop
     def run(self, session: Session, changes: list[str]) -> None:
-        self.pending.append(self.agent.compiler.event_message(self.event, self.now, changes))
+        recalled = recall_from_home(self.agent.home.root, self.event.text) if self.event.spec.from_person else []
+        self.pending.append(self.agent.compiler.event_message(self.event, self.now, changes, recalled))
         tool_calling = self.agent.config.engine.tool_calling
         while True:
             stop = self.budget.exhausted()

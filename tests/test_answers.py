@@ -187,3 +187,15 @@ def test_a_raw_newline_inside_the_reply_text_is_accepted(home: Home) -> None:
     engine.enqueue('{"tool": "reply", "arguments": {"text": "line one\nline two"}}')
     result = wake(make_agent(home, engine), message(home, "two lines?"))
     assert result.status == "ok" and result.reply == "line one\nline two" and result.steps == 1
+
+
+def test_a_message_wake_quotes_the_matching_lines_of_user_md_and_a_cron_wake_does_not(home: Home) -> None:
+    (home.root / "USER.md").write_text("# About you\n\n- Name: Ada\n- My partner: Tomas\n")
+    home.absorb_person_edits()
+    engine = ScriptedEngine()
+    engine.enqueue_action("reply", text="Tomas.")
+    wake(make_agent(home, engine), message(home, "Who is my partner?"))
+    assert engine.requests[0]["messages"][-1]["content"].endswith("(USER.md) My partner: Tomas")
+    engine.enqueue_action("done", summary="tidied")
+    wake(make_agent(home, engine), Event("cron", "Who is my partner?", NOW, name="tidy"))
+    assert "(USER.md)" not in engine.requests[1]["messages"][-1]["content"]
