@@ -118,6 +118,15 @@ class Chat:
         return path.read_text() if path.exists() else ""
 
 
+def listening_daemon(home: Home, engine_url: str, synapse: Synapse, agent: User, room: str, allow: list[str]) -> ChannelDaemon:
+    """A daemon (not yet started) on the engine at ``engine_url``, listening in ``room`` as ``agent``."""
+    configure(home, engine_url, every="1h")
+    with open(home.root / "agent.yaml", "a") as f:
+        f.write(channel_yaml(synapse, agent, room, allow))
+    home.absorb_person_edits()
+    return ChannelDaemon(home, {**ENV, TOKEN_ENV: agent.token})
+
+
 def channel_yaml(synapse: Synapse, agent: User, room: str, allow: list[str]) -> str:
     return (
         "\nchannels:\n  matrix:\n"
@@ -136,11 +145,7 @@ def chat(home: Home, live_synapse: Synapse, names: str) -> Iterator[Chat]:
     room = person.create_room(invite=[agent.user_id])
     engine = Engine()
     server = ScriptedServer(responder=engine).start()
-    configure(home, server.url, every="1h")
-    with open(home.root / "agent.yaml", "a") as f:
-        f.write(channel_yaml(live_synapse, agent, room, [person.user_id]))
-    home.absorb_person_edits()
-    daemon = ChannelDaemon(home, {**ENV, TOKEN_ENV: agent.token})
+    daemon = listening_daemon(home, server.url, live_synapse, agent, room, [person.user_id])
     try:
         yield Chat(home, live_synapse, engine, person, agent, room, daemon)
     finally:
@@ -250,11 +255,7 @@ def test_an_encrypted_room_is_refused_with_a_notice(home: Home, live_synapse: Sy
     agent = live_synapse.register(f"eagent{names}")
     room = person.create_room(invite=[agent.user_id], encrypted=True)
     server = ScriptedServer(responder=respond).start()
-    configure(home, server.url, every="1h")
-    with open(home.root / "agent.yaml", "a") as f:
-        f.write(channel_yaml(live_synapse, agent, room, [person.user_id]))
-    home.absorb_person_edits()
-    daemon = ChannelDaemon(home, {**ENV, TOKEN_ENV: agent.token})
+    daemon = listening_daemon(home, server.url, live_synapse, agent, room, [person.user_id])
     try:
         daemon.start().wait_connected()
         sync = home.runtime / "matrix" / "sync.json"
@@ -297,11 +298,7 @@ def test_a_room_the_agent_is_invited_to_while_running_is_joined_and_listened_in(
     agent = live_synapse.register(f"iagent{names}")
     room = person.create_room(invite=[])
     server = ScriptedServer(responder=respond).start()
-    configure(home, server.url, every="1h")
-    with open(home.root / "agent.yaml", "a") as f:
-        f.write(channel_yaml(live_synapse, agent, room, [person.user_id]))
-    home.absorb_person_edits()
-    daemon = ChannelDaemon(home, {**ENV, TOKEN_ENV: agent.token})
+    daemon = listening_daemon(home, server.url, live_synapse, agent, room, [person.user_id])
     chat = Chat(home, live_synapse, Engine(), person, agent, room, daemon)
     try:
         daemon.start().wait_connected()

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from engine.supervisor import EngineSupervisor
 from engine.types import EngineSettings
+
+# The pool tests need vllm-router's binary beside this Python (or on PATH).
+NEEDS_ROUTER = pytest.mark.skipif(
+    shutil.which("vllm-router") is None and not (Path(sys.executable).parent / "vllm-router").exists(),
+    reason="vllm-router is not installed (pip install 'agentd[pool]')",
+)
 
 
 def have_embedded_engine() -> bool:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,11 +22,9 @@ from engine.client import OpenAIClient
 from engine.errors import BackendMissing
 from engine.pool import PoolSpec, PoolState, load_state, pool_status, start_pool, stop_pool
 from tests.doubles import PYTHONPATH
+from tests.engine.conftest import NEEDS_ROUTER
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("vllm-router") is None and not (Path(sys.executable).parent / "vllm-router").exists(),
-    reason="vllm-router is not installed (pip install 'agentd[pool]')",
-)
+pytestmark = NEEDS_ROUTER
 
 
 def replica_of(client: OpenAIClient, text: str = "hello") -> str:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,12 +15,10 @@ from agentd.home import Home
 from agentd.ledger import Ledger
 from engine.pool import PoolSpec, PoolState, pool_status, start_pool, stop_pool
 from tests.doubles import PYTHONPATH
+from tests.engine.conftest import NEEDS_ROUTER
 from tests.test_daemon import Daemon, outbox_text, post, wait_for
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("vllm-router") is None and not (Path(sys.executable).parent / "vllm-router").exists(),
-    reason="vllm-router is not installed (pip install 'agentd[pool]')",
-)
+pytestmark = NEEDS_ROUTER
 
 
 @pytest.fixture

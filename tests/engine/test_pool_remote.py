@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +25,9 @@ from engine.pool import (
 from engine.supervisor import EngineSupervisor
 from engine.types import EngineSettings
 from tests.doubles import PYTHONPATH
+from tests.engine.conftest import NEEDS_ROUTER
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("vllm-router") is None and not (Path(sys.executable).parent / "vllm-router").exists(),
-    reason="vllm-router is not installed (pip install 'agentd[pool]')",
-)
+pytestmark = NEEDS_ROUTER
 
 KEY = "the-pool-key-shared-with-remote-replicas"
 

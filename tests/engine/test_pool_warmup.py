@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,11 +16,9 @@ from agentd.loop import wake, warm_up
 from agentd.wiring import build_agent, make_supervisor
 from engine.pool import PoolSpec, PoolState, pool_status, start_pool, stop_pool
 from tests.doubles import PYTHONPATH
+from tests.engine.conftest import NEEDS_ROUTER
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("vllm-router") is None and not (Path(sys.executable).parent / "vllm-router").exists(),
-    reason="vllm-router is not installed (pip install 'agentd[pool]')",
-)
+pytestmark = NEEDS_ROUTER
 
 
 @pytest.fixture
