@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -40,6 +41,8 @@ def say(
     if daemon.read_state(home) is not None:
         msg_id = inbox.post(home, text, datetime.now())
         deadline = time.monotonic() + timeout
+        if on_delta is not None and (note := _streamed_reply(home, msg_id, timeout, on_delta)) is not None:
+            return note
         while time.monotonic() < deadline:
             note = inbox.read_reply_note(home, msg_id)
             if note is not None and (note.get("status") != "failed" or note.get("commit")):
@@ -65,6 +68,39 @@ def say(
         if rel in home.dirty_paths():
             (home.root / rel).unlink(missing_ok=True)
         raise
+
+
+def _streamed_reply(home: Home, msg_id: str, timeout: float, on_delta: Callable[[str], None]) -> dict[str, Any] | None:
+    """The reply through the daemon's web app, streamed to ``on_delta`` as the wake writes it
+    (``GET /api/messages/ID/stream``); None when the app is not served or the stream broke
+    before the reply (the caller then waits for the reply note)."""
+    import httpx
+
+    from agentd.services.web import read_address
+    from agentd.web.auth import api_token
+
+    address = read_address(home)
+    if not address:
+        return None
+    host = str(address["host"])
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{address['port']}/api/messages/{msg_id}/stream"
+    try:
+        with httpx.stream("GET", url, headers={"Authorization": f"Bearer {api_token(home)}"}, timeout=httpx.Timeout(10.0, read=timeout)) as resp:
+            if resp.status_code != 200:
+                return None
+            kind = ""
+            for line in resp.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[len("event: "):]
+                elif line.startswith("data: ") and kind == "delta":
+                    on_delta(json.loads(line[len("data: "):]))
+                elif line.startswith("data: ") and kind == "reply":
+                    note: dict[str, Any] = json.loads(line[len("data: "):])
+                    # the reply note itself; "answered" without one: its note is read from disk
+                    return note if note.get("status") not in ("waiting", "unknown", "answered") else None
+    except (httpx.HTTPError, json.JSONDecodeError):
+        return None
+    return None
 
 
 def cron_event(home: Home, name: str) -> Callable[[datetime], Event]:

@@ -129,4 +129,5 @@ routes = [
     Route("/chat/reply/{id}", reply),
     Route("/api/messages", api_post, methods=["POST"]),
     Route("/api/messages/{id}", api_get),
+    Route("/api/messages/{id}/stream", stream),
 ]

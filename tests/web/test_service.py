@@ -110,3 +110,22 @@ def test_agentd_open_needs_a_running_daemon_and_prints_the_api_token(home: Home,
     r = runner.invoke(cli, ["--home", str(home.root), "open", "--api-token"])
     assert r.exit_code == 0 and r.output.strip() == (home.runtime / auth.API_FILE).read_text().strip()
     assert "api-token" not in home.repo.git.ls_files("--others", "--exclude-standard")
+
+
+def test_agentd_say_through_the_daemon_streams_the_reply_from_the_web_app(home: Home, server: ScriptedServer) -> None:
+    import threading
+
+    from agentd.commands import wakes
+
+    web_home(home, server.url)
+    d = build_daemon(home, poll_s=0.05)
+    pieces: list[str] = []
+    out: dict[str, object] = {}
+    with daemon_lock(home), running(d):
+        say = threading.Thread(target=lambda: out.update(note=wakes.say(home, "MSGID:say1 hello", timeout=60, on_delta=pieces.append)))
+        say.start()
+        run_until(d, lambda: not say.is_alive(), what="agentd say's answer")
+        say.join()
+    note = out["note"]
+    assert isinstance(note, dict) and "answer to say1" in str(note["reply"])
+    assert "answer to say1" in "".join(pieces), "the reply came through the stream, piece by piece"
