@@ -6,12 +6,16 @@ and its checks decide whether the model is woken at all (``agentd.heartbeat``).
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from agentd import heartbeat as hb
 from agentd.events import HEARTBEAT, Event
+from agentd.fileio import atomic_write
+from agentd.home import Home
 from agentd.services.base import Hub, Service, Skip, Steering
 from agentd.wiring import timezone_of
 from scheduler.service import Scheduler
@@ -47,9 +51,30 @@ class HeartbeatService(Service):
 
     def _on_skip(self, kind: str, name: str | None, reason: str) -> None:
         log.info("skip heartbeat: %s", reason)
+        record_skip(self.hub.home, self.hub.now(), reason)
 
     def prepare(self, event: Event) -> Event | Skip:
         plan = hb.prepare(self.hub.home, self.hub.config, self.hub.now())
         for key, text in plan.notices:
             self.hub.notices.tell(key, text)
-        return plan.event if plan.event is not None else Skip(plan.reason)
+        if plan.event is None:
+            record_skip(self.hub.home, self.hub.now(), plan.reason)
+            return Skip(plan.reason)
+        return plan.event
+
+
+def skip_path(home: Home) -> Path:
+    return home.runtime / "heartbeat-last-skip.json"
+
+
+def record_skip(home: Home, at: datetime, reason: str) -> None:
+    """The last heartbeat skipped, and why: for the web app's schedule (a skip makes no commit)."""
+    atomic_write(skip_path(home), json.dumps({"at": at.isoformat(), "reason": reason}))
+
+
+def last_skip(home: Home) -> tuple[datetime, str] | None:
+    try:
+        data = json.loads(skip_path(home).read_text(encoding="utf-8"))
+        return datetime.fromisoformat(data["at"]), str(data["reason"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -19,6 +19,7 @@ from agentd.errors import AgentdError
 from agentd.fileio import atomic_write
 from agentd.home import NOTICES, Home
 from agentd.services.cron_runs import RUNS, CronRuns, JobRuns
+from agentd.services.heartbeat import last_skip
 from agentd.services.lifecycle import read_state
 from agentd.tools import approvals as parked
 from agentd.web.app import page, refuse, web_of
@@ -125,6 +126,7 @@ def schedule_of(request: Request) -> dict[str, Any]:
         "active_hours": config.heartbeat.active_hours,
         "next": next_of.get(("heartbeat", None)),
         "last_run": beats[0].entry.when if beats else None,
+        "last_skip": last_skip(home),
     }
     return {"heartbeat": heartbeat, "jobs": jobs, "errors": [str(e) for e in parsed.errors],
             "channels": state.get("channels", []) if state else [], "daemon": state is not None}

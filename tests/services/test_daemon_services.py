@@ -215,3 +215,18 @@ def test_a_user_md_edit_mid_session_reaches_the_next_wake_as_a_steering_diff_on_
         assert d.agent.compiler.prefix == prefix
     steering = Ledger(home.runtime / "ledger.db").steering_rows()
     assert [r["sections"] for r in steering] == ["USER.md"] and steering[0]["saved_prefix_tokens"] > 0
+
+
+def test_a_skipped_heartbeat_is_recorded_with_its_reason_for_the_schedule(home: Home, server: ScriptedServer) -> None:
+    from agentd.services.heartbeat import last_skip
+
+    configure(home, server.url, every="1h")
+    (home.root / "HEARTBEAT.md").write_text("# Heartbeat\n\nNothing to check.\n")
+    home.absorb_person_edits()
+    d = build_daemon(home, poll_s=0.02)
+    with running(d):
+        assert d.publish(Event("heartbeat", "", d.now()))
+        run_until(d, lambda: last_skip(home) is not None, what="the heartbeat's skip recorded")
+    skipped = last_skip(home)
+    assert skipped is not None and skipped[1], "when and why"
+    assert not any(s.startswith("heartbeat") for s in subjects(home, "")), "a skip commits nothing"

@@ -351,6 +351,17 @@ def test_the_schedule_shows_heartbeat_cron_and_channels(browser: Browser, home: 
     assert "2030-01-01T08:30:00" in page and "matrix" in page and "connected" in page
 
 
+def test_the_schedule_shows_the_heartbeats_last_skip_and_why(browser: Browser, home: Home) -> None:
+    from datetime import datetime
+
+    from agentd.services.heartbeat import record_skip
+
+    assert "<td>none</td>" in browser.client.get("/schedule").text
+    record_skip(home, datetime(2026, 11, 29, 23, 10), "outside active hours 08:00-22:00")
+    page = browser.client.get("/schedule").text
+    assert "2026-11-29 23:10: outside active hours 08:00-22:00" in page
+
+
 def test_the_stream_waits_for_the_reply_note_written_after_the_wake(browser: Browser, home: Home) -> None:
     """The wake's stream ends (and its message is in inbox/done/) a moment before the note: the reply is the note's."""
     import threading
