@@ -133,8 +133,11 @@ def url(v: Any) -> str:
     return v.rstrip("/")
 
 
+MATRIX_USER_ID = re.compile(r"@[^:\s]+:\S+")
+
+
 def matrix_user(v: Any) -> str:
-    if not isinstance(v, str) or not re.fullmatch(r"@[^:\s]+:\S+", v):
+    if not isinstance(v, str) or not MATRIX_USER_ID.fullmatch(v):
         raise ValueError("a Matrix user id such as @agent:example.org")
     return v
 
@@ -142,7 +145,7 @@ def matrix_user(v: Any) -> str:
 def matrix_users(v: Any) -> tuple[str, ...]:
     items = strings(v)
     for item in items:
-        if not re.fullmatch(r"@[^:\s]+:\S+", item):
+        if not MATRIX_USER_ID.fullmatch(item):
             raise ValueError(f"a list of Matrix user ids such as @you:example.org ({item!r} is not one)")
     return items
 

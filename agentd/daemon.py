@@ -354,6 +354,8 @@ class Daemon:
     def _tell_moved(self, event: Event, since: float) -> None:
         """Behind a pool, a wake whose prefix was found on no replica was moved (one failed, or the pool changed)."""
         assert self._agent is not None
+        if self._agent.config.engine.backend != "pool":
+            return  # record_usage names a miss replica-moved only behind a pool: no ledger read on every wake
         if not any(r["cache_break"] == "replica-moved" for r in self._agent.ledger.rows(since)):
             return
         self.notices.forget("replica-moved")  # each move is news: told every time it happens

@@ -76,12 +76,19 @@ async def mind(request: Request) -> Response:
     return page(request, "mind.html", active="mind", groups=groups)
 
 
-async def view(request: Request) -> Response:
-    home = web_of(request).home
+def _requested(request: Request) -> tuple[str, Path] | Response:
+    """The ``path`` query parameter as a file inside the home, or the refusal to send."""
     try:
-        rel, path = safe_path(home, request.query_params.get("path", ""))
+        return safe_path(web_of(request).home, request.query_params.get("path", ""))
     except Refused as e:
         return _refused(request, e)
+
+
+async def view(request: Request) -> Response:
+    found = _requested(request)
+    if isinstance(found, Response):
+        return found
+    rel, path = found
     if not path.is_file():
         return refuse(request, 404, f"{rel}: no such file")
     text = path.read_text(encoding="utf-8", errors="replace")
@@ -89,11 +96,10 @@ async def view(request: Request) -> Response:
 
 
 async def edit(request: Request) -> Response:
-    home = web_of(request).home
-    try:
-        rel, path = safe_path(home, request.query_params.get("path", ""))
-    except Refused as e:
-        return _refused(request, e)
+    found = _requested(request)
+    if isinstance(found, Response):
+        return found
+    rel, path = found
     text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
     return page(request, "mind_edit.html", active="mind", rel=rel, text=text, base=file_digest(path))
 

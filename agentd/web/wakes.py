@@ -105,7 +105,7 @@ def cache_data(request: Request) -> dict[str, Any]:
         engine, budget = {"error": str(e)}, 0
     state = read_state(home)
     today = datetime.now().astimezone().strftime("%Y-%m-%d")
-    used = Ledger(home.runtime / "ledger.db").tokens_on(today)
+    used = ledger.tokens_on(today)
     return {
         "wakes": {
             "t": [int(r.entry.when.timestamp()) for r in wakes],
