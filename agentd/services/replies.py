@@ -34,9 +34,9 @@ class ReplyHub:
         self._finished: list[str] = []
 
     def sink(self, event: Event) -> Callable[[str], None] | None:
-        """The on_delta for ``event``'s wake: only a message someone may be watching streams."""
+        """The on_delta for ``event``'s wake: only what a person asked streams (an answer is owed)."""
         key = event.name
-        if event.kind != "message" or not key:
+        if not event.spec.from_person or not key:
             return None
         with self._lock:
             self._text[key] = []  # a retried message streams afresh
