@@ -22,10 +22,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from git import GitCommandError
+
 from agentd import inbox
 from agentd.channels.matrix_state import MatrixRecords, SyncState, Taken, read_token
 from agentd.channels.matrix_text import content, outbox_reply, split_reply, txn_id
 from agentd.config import MatrixConfig
+from agentd.home import Home
 from agentd.services.base import Hub, Service, Steering
 
 log = logging.getLogger("agentd")
@@ -343,8 +346,10 @@ class MatrixChannel(Service):
                 return None  # the inbox watcher retries it
             reply = note.get("reply")
             return reply if isinstance(reply, str) else ""
-        if (home.root / "inbox" / "done" / f"{taken.msg_id}.md").exists():
-            return outbox_reply(home.root, taken.msg_id) or ""  # answered; its note lost to a crash
+        if _committed(home, f"inbox/done/{taken.msg_id}.md"):
+            # Answered, its note lost to a crash. Only a committed answer: mid-wake the file is
+            # already in done/ and the reply in outbox/, and a crash then undoes that wake.
+            return outbox_reply(home.root, taken.msg_id) or ""
         return None
 
     # ------------------------------------------------------------ state and notices
@@ -366,6 +371,17 @@ class MatrixChannel(Service):
     def _tell(self, key: str, text: str) -> None:
         # Never blocks this thread on the home lock: the main loop writes it between wakes.
         self.hub.notices.later(key, text)
+
+
+def _committed(home: Home, rel: str) -> bool:
+    """Whether ``rel`` is in the home's last commit (read-only: never takes git's index lock)."""
+    if not (home.root / rel).exists():
+        return False
+    try:
+        home.repo.git.cat_file("-e", f"HEAD:{rel}", env={"GIT_OPTIONAL_LOCKS": "0"})
+    except GitCommandError:
+        return False
+    return True
 
 
 def _test_hook(point: str) -> None:

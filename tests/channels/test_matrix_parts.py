@@ -129,6 +129,21 @@ def test_the_reply_is_found_in_the_outbox_when_its_note_is_lost(home: Home) -> N
     assert outbox_reply(home.root, "m-3") is None
 
 
+def test_a_lost_note_is_read_from_the_outbox_only_once_the_answer_is_committed(home: Home) -> None:
+    """Mid-wake the message is already in inbox/done/ and its reply in outbox/; a crash then
+    undoes that wake, so a reply read there before the commit could be one that never was."""
+    from agentd.home import AGENT
+    from agentd.services.matrix import _committed
+
+    done = home.root / "inbox" / "done"
+    done.mkdir(exist_ok=True)
+    (done / "m-1.md").write_text("hello\n")
+    assert not _committed(home, "inbox/done/m-1.md"), "moved, not committed yet"
+    home.commit("message m-1 answered", identity=AGENT, paths=["inbox/done/m-1.md"])
+    assert _committed(home, "inbox/done/m-1.md")
+    assert not _committed(home, "inbox/done/m-2.md")
+
+
 def test_an_inbox_message_carries_its_front_matter(home: Home) -> None:
     msg_id = inbox.post(home, "hello", datetime(2026, 11, 29, 10, 0), front={"room": "!r:x", "event": "$e"}, msg_id="fixed-id")
     assert msg_id == "fixed-id"
